@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` (restore the bundled examples) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel of PyTorch; GPU users install their own build first (see README).
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/restore derain examples/rainy examples/out/derain
+	$(BIN)/restore deblur examples/blurry examples/out/deblur
+	$(BIN)/restore denoise examples/noisy examples/out/denoise
+
+test: install
+	$(BIN)/python -m pytest -n 2
+
+clean:
+	rm -rf $(VENV) examples/out .pytest_cache

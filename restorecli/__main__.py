@@ -1,0 +1,5 @@
+"""``python -m restorecli`` runs the ``restore`` program."""
+
+from restorecli.cli.app import main
+
+main()

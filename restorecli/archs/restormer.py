@@ -1,0 +1,254 @@
+"""Restormer (Zamir et al., CVPR 2022): a U-Net of transposed-attention Transformer blocks.
+
+Written for restorecli, state-dict compatible with the official release
+(swz30/Restormer, ``basicsr/models/archs/restormer_arch.py``): parameter names, shapes and the
+forward computation match, so an official checkpoint loads with ``strict=True``.
+
+The network needs ``H`` and ``W`` divisible by 8 (three 2x down-samplings); like the official
+test scripts, the engine reflect-pads bottom/right and crops back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from restorecli.errors import ConfigError
+
+LayerNormType = Literal["WithBias", "BiasFree"]
+
+
+class _BiasFreeLayerNorm(nn.Module):
+    """Scale-only layer norm over the last axis: divides by the std without removing the mean."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        variance = x.var(-1, keepdim=True, unbiased=False)
+        return x / torch.sqrt(variance + 1e-5) * self.weight
+
+
+class _WithBiasLayerNorm(nn.Module):
+    """Standard layer norm over the last axis (eps 1e-5 inside the square root)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(-1, keepdim=True)
+        variance = x.var(-1, keepdim=True, unbiased=False)
+        return (x - mean) / torch.sqrt(variance + 1e-5) * self.weight + self.bias
+
+
+class LayerNorm(nn.Module):
+    """Channel layer norm of an ``(N, C, H, W)`` map, applied per pixel on a ``(N, HW, C)`` view.
+
+    The parameters live under ``body`` (official key ``norm1.body.weight``).
+    """
+
+    def __init__(self, dim: int, layer_norm_type: LayerNormType) -> None:
+        super().__init__()
+        self.body = _BiasFreeLayerNorm(dim) if layer_norm_type == "BiasFree" else _WithBiasLayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        per_pixel = x.flatten(2).transpose(1, 2)
+        return self.body(per_pixel).transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class FeedForward(nn.Module):
+    """Gated-Dconv feed-forward network (GDFN): GELU-gated depth-wise conv branch."""
+
+    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
+        super().__init__()
+        hidden = int(dim * ffn_expansion_factor)
+        self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
+        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(gate) * value)
+
+
+class Attention(nn.Module):
+    """Multi-Dconv head transposed attention (MDTA): attention across channels, not pixels.
+
+    The ``(C/heads) x (C/heads)`` attention map per head makes the cost linear in ``H*W``;
+    ``temperature`` (shape ``(heads, 1, 1)``) is a learned per-head scale.
+    """
+
+    def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        heads = self.num_heads
+        query, key, value = (
+            part.reshape(batch, heads, channels // heads, height * width).contiguous()
+            for part in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        )
+        query = F.normalize(query, dim=-1)
+        key = F.normalize(key, dim=-1)
+        attention = ((query @ key.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
+        out = (attention @ value).reshape(batch, channels, height, width)
+        return self.project_out(out)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + MDTA(LN(x))`` then ``x + GDFN(LN(x))``."""
+
+    def __init__(
+        self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool, layer_norm_type: LayerNormType
+    ) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm(dim, layer_norm_type)
+        self.attn = Attention(dim, num_heads, bias)
+        self.norm2 = LayerNorm(dim, layer_norm_type)
+        self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+class OverlapPatchEmbed(nn.Module):
+    """3x3 convolution from image to features (official key ``patch_embed.proj``)."""
+
+    def __init__(self, in_channels: int, embed_dim: int, bias: bool = False) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=3, padding=1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)
+
+
+class Downsample(nn.Module):
+    """Halve the resolution, double the channels: conv to ``C/2``, then pixel-unshuffle by 2."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels // 2, kernel_size=3, padding=1, bias=False), nn.PixelUnshuffle(2)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class Upsample(nn.Module):
+    """Double the resolution, halve the channels: conv to ``2C``, then pixel-shuffle by 2."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels * 2, kernel_size=3, padding=1, bias=False), nn.PixelShuffle(2)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class Restormer(nn.Module):
+    """Restormer, ``(N, C, H, W)`` in and out with ``H, W`` multiples of 8.
+
+    Argument names follow the official constructor so released configs apply unchanged.
+
+    Args:
+        inp_channels: input channels (3 RGB, 1 grey, 6 for a dual-pixel left/right pair).
+        out_channels: output channels.
+        dim: channels at level 1; levels 2-4 use ``2x``, ``4x``, ``8x``.
+        num_blocks: Transformer blocks per level 1-4 (level 4 is the latent stage); decoders
+            reuse the counts of levels 1-3.
+        num_refinement_blocks: blocks after the decoder, at full resolution.
+        heads: attention heads per level 1-4.
+        ffn_expansion_factor: GDFN hidden width is ``int(dim * factor)``.
+        bias: whether convolutions have biases.
+        LayerNorm_type: ``"WithBias"`` (most tasks) or ``"BiasFree"`` (denoising releases).
+        dual_pixel_task: dual-pixel defocus deblurring: the output gets a skip from the level-1
+            features instead of the input image (which has 6 channels, not 3).
+    """
+
+    def __init__(
+        self,
+        inp_channels: int = 3,
+        out_channels: int = 3,
+        dim: int = 48,
+        num_blocks: Sequence[int] = (4, 6, 6, 8),
+        num_refinement_blocks: int = 4,
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion_factor: float = 2.66,
+        bias: bool = False,
+        LayerNorm_type: LayerNormType = "WithBias",  # noqa: N803 - the official argument name
+        dual_pixel_task: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(num_blocks) != 4 or len(heads) != 4:
+            raise ConfigError(
+                f"Expected 4 levels in num_blocks and heads, but got {len(num_blocks)} and {len(heads)} (Restormer)"
+            )
+        if LayerNorm_type not in ("WithBias", "BiasFree"):
+            raise ConfigError(f"Expected LayerNorm_type 'WithBias' or 'BiasFree', but got {LayerNorm_type!r}")
+        if not dual_pixel_task and inp_channels != out_channels:
+            raise ConfigError(
+                f"Expected out_channels == inp_channels ({inp_channels}) for the image residual, "
+                f"but got {out_channels} (Restormer without dual_pixel_task)"
+            )
+
+        def stage(level: int, count: int, heads_index: int) -> nn.Sequential:
+            width = dim * 2**level
+            return nn.Sequential(
+                *(
+                    TransformerBlock(width, heads[heads_index], ffn_expansion_factor, bias, LayerNorm_type)
+                    for _ in range(count)
+                )
+            )
+
+        self.patch_embed = OverlapPatchEmbed(inp_channels, dim)
+        self.encoder_level1 = stage(0, num_blocks[0], 0)
+        self.down1_2 = Downsample(dim)
+        self.encoder_level2 = stage(1, num_blocks[1], 1)
+        self.down2_3 = Downsample(dim * 2)
+        self.encoder_level3 = stage(2, num_blocks[2], 2)
+        self.down3_4 = Downsample(dim * 4)
+        self.latent = stage(3, num_blocks[3], 3)
+        self.up4_3 = Upsample(dim * 8)
+        self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, kernel_size=1, bias=bias)
+        self.decoder_level3 = stage(2, num_blocks[2], 2)
+        self.up3_2 = Upsample(dim * 4)
+        self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, kernel_size=1, bias=bias)
+        self.decoder_level2 = stage(1, num_blocks[1], 1)
+        # Level 1 keeps the concatenated 2*dim channels (no reduction), with level-1 head count.
+        self.up2_1 = Upsample(dim * 2)
+        self.decoder_level1 = stage(1, num_blocks[0], 0)
+        self.refinement = stage(1, num_refinement_blocks, 0)
+        self.dual_pixel_task = dual_pixel_task
+        if dual_pixel_task:
+            self.skip_conv = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=bias)
+        self.output = nn.Conv2d(dim * 2, out_channels, kernel_size=3, padding=1, bias=bias)
+
+    def forward(self, inp_img: Tensor) -> Tensor:
+        embedded = self.patch_embed(inp_img)
+        enc1 = self.encoder_level1(embedded)
+        enc2 = self.encoder_level2(self.down1_2(enc1))
+        enc3 = self.encoder_level3(self.down2_3(enc2))
+        latent = self.latent(self.down3_4(enc3))
+        dec3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], 1)))
+        dec2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1)))
+        dec1 = self.refinement(self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1)))
+        if self.dual_pixel_task:
+            return self.output(dec1 + self.skip_conv(embedded))
+        return self.output(dec1) + inp_img

@@ -1,0 +1,1 @@
+"""Typer wiring for the ``restore`` program: one module per command group, no logic."""

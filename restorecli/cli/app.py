@@ -1,0 +1,27 @@
+"""The ``restore`` program: registers each command group's module on one Typer app."""
+
+from __future__ import annotations
+
+import typer
+
+from restorecli.cli import inference, models
+from restorecli.cli import datasets
+from restorecli.cli import degrade
+
+app = typer.Typer(
+    name="restore",
+    help="Image restoration with Restormer and NAFNet: inference, evaluation, dataset tools, profiling, training.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+inference.register(app)
+models.register(app)
+datasets.register(app)
+degrade.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

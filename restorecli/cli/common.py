@@ -1,0 +1,48 @@
+"""Options shared by several commands, and the one place library errors become exit codes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from restorecli.errors import RestoreError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_FAILURE = 1
+
+DeviceOption = Annotated[
+    str,
+    typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
+]
+PrecisionOption = Annotated[
+    str,
+    typer.Option("--precision", help="fp32, bf16 or fp16 (fp16 on CUDA only; bf16 on CUDA or CPU)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", min=0, help="Parallel worker processes (0 = number of CPU cores).")
+]
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``Error: message`` to stderr and return the Exit to raise."""
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(EXIT_FAILURE)
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Translate RestoreError into one ``Error: ...`` line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except RestoreError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper

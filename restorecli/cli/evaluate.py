@@ -1,0 +1,227 @@
+"""``restore eval``: Typer wiring for :mod:`restorecli.metrics.evaluate`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from restorecli.cli.common import DeviceOption, JsonOption, PrecisionOption, WorkersOption, reports_errors
+
+if TYPE_CHECKING:
+    from restorecli.metrics.evaluate import EvalReport, PairScore
+
+_PRECISION = {"psnr": ".4f", "ssim": ".6f", "miou": ".4f", "niou": ".4f", "pd": ".4f"}
+_FA_SCALE = 1e6  # papers print FA in units of 1e-6
+_COUNTS = ("psnr_inf", "targets", "detected", "false_alarm_pixels", "pixels")
+
+
+def _cell(name: str, value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    if name == "fa":
+        return f"{value * _FA_SCALE:.3f}"
+    return format(value, _PRECISION.get(name, "g"))
+
+
+def _header(name: str) -> str:
+    return "fa(x1e-6)" if name == "fa" else name
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _jsonable(value: object) -> object:
+    """Strict JSON: inf becomes the string "inf", NaN becomes null."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _print_report(report: EvalReport, per_image: bool, as_json: bool) -> None:
+    from restorecli.metrics.evaluate import describe
+
+    metrics = list(report.settings.metrics or ())
+    if as_json:
+        payload: dict[str, object] = {
+            "convention": report.convention,
+            "count": report.count,
+            "summary": {key: _jsonable(value) for key, value in report.summary.items()},
+        }
+        if report.class_iou:
+            payload["class_iou"] = {str(k): _jsonable(v) for k, v in enumerate(report.class_iou)}
+        payload["unmatched"] = {
+            "predictions_without_gt": [str(p) for p in report.missing_gt],
+            "gt_without_prediction": [str(p) for p in report.missing_pred],
+        }
+        if per_image:
+            payload["images"] = [
+                {"name": s.pair.name, "pred": str(s.pair.pred), "gt": str(s.pair.gt)}
+                | {k: _jsonable(v) for k, v in s.values.items()}
+                for s in report.scores
+            ]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    typer.echo(f"restore eval: {report.count} pairs | {describe(report.convention)}")
+    rows = [["image", *(_header(name) for name in metrics)]]
+    if per_image:
+        rows.extend([s.pair.name, *(_cell(name, s.values[name]) for name in metrics)] for s in report.scores)
+    rows.append(["mean" if not report.settings.mask_metrics else "overall",
+                 *(_cell(name, report.summary[name]) for name in metrics)])
+    typer.echo(_table(rows))
+    notes = []
+    counts = {key: int(value) for key, value in report.summary.items() if key in _COUNTS}
+    if counts.get("psnr_inf"):
+        notes.append(f"{counts['psnr_inf']} identical pairs (PSNR = inf) are left out of the PSNR mean")
+    if report.class_iou:
+        notes.append("IoU per class: " + "  ".join(f"{k}={_cell('miou', v)}" for k, v in enumerate(report.class_iou)))
+    if "targets" in counts:
+        notes.append(
+            f"targets {counts['targets']}, detected {counts['detected']}, "
+            f"false-alarm pixels {counts['false_alarm_pixels']} of {counts['pixels']}"
+        )
+    for note in notes:
+        typer.echo(note)
+
+
+def _warn_unmatched(report: EvalReport) -> None:
+    for files, what in ((report.missing_gt, "predictions without ground truth"),
+                        (report.missing_pred, "ground-truth images without prediction")):
+        if files:
+            names = ", ".join(p.name for p in files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+            typer.echo(f"Warning: skipped {len(files)} {what}: {names}", err=True)
+
+
+class _CsvRows:
+    """Streams one CSV row per pair as scores arrive (header from the first score)."""
+
+    def __init__(self, handle: object) -> None:
+        self._writer = csv.writer(handle)  # type: ignore[arg-type]
+        self._columns: list[str] | None = None
+
+    def __call__(self, score: PairScore) -> None:
+        if self._columns is None:
+            self._columns = list(score.values)
+            self._writer.writerow(["name", "pred", "gt", *self._columns])
+        self._writer.writerow(
+            [score.pair.name, score.pair.pred, score.pair.gt, *(repr(score.values[c]) for c in self._columns)]
+        )
+
+
+@reports_errors
+def evaluate(
+    gt: Annotated[Path, typer.Option("--gt", help="Ground truth: an image or a folder (matched by file stem).")],
+    pred: Annotated[
+        Path | None,
+        typer.Argument(help="Predictions: an image or a folder. Omit with --model/--input.", show_default=False),
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="Comma list of psnr,ssim,miou,niou,pd,fa. Default: miou,niou,pd,fa when the GT are masks, else psnr,ssim.",
+        ),
+    ] = None,
+    y_channel: Annotated[
+        bool, typer.Option("--y-channel", help="PSNR/SSIM on BT.601 luma Y = 16 + 65.481R + 128.553G + 24.966B (BasicSR).")
+    ] = False,
+    round_y: Annotated[
+        bool, typer.Option("--round-y", help="Round Y to integers as MATLAB rgb2ycbcr does (Restormer deraining script).")
+    ] = False,
+    crop_border: Annotated[int, typer.Option("--crop-border", min=0, help="Pixels dropped at each edge before scoring.")] = 0,
+    data_range: Annotated[
+        float | None, typer.Option("--data-range", help="Value of white. Default: from the bit depth (255 or 65535).")
+    ] = None,
+    gt_pattern: Annotated[
+        str, typer.Option("--gt-pattern", help="GT file stem from the prediction stem, e.g. '{stem}_pixels0'.")
+    ] = "{stem}",
+    allow_missing: Annotated[
+        bool, typer.Option("--allow-missing", help="Skip (and list) unmatched files instead of failing.")
+    ] = False,
+    num_classes: Annotated[int, typer.Option("--num-classes", help="Classes in index masks (2 = binary masks).")] = 2,
+    ignore_index: Annotated[int, typer.Option("--ignore-index", help="GT value left out of mask metrics.")] = 255,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Binary masks: predicted target where value > threshold x white.")
+    ] = 0.5,
+    distance: Annotated[
+        float, typer.Option("--distance", help="PD: max centroid distance in pixels (strictly less; DNANet uses 3).")
+    ] = 3.0,
+    per_image: Annotated[bool, typer.Option("--per-image", help="Also print one row per image.")] = False,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write per-image rows to this CSV file.")] = None,
+    as_json: JsonOption = False,
+    workers: WorkersOption = 0,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Restore --input with this zoo name or weights file, then score.")
+    ] = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", help="Degraded images (file or folder) to restore with --model.")
+    ] = None,
+    save: Annotated[Path | None, typer.Option("--save", help="With --model: also write restored <stem>.png here.")] = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    tile: Annotated[int | None, typer.Option("--tile", min=8, help="With --model: restore in tiles of this size.")] = None,
+    tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="With --model: tile overlap in pixels.")] = 32,
+) -> None:
+    """Score predictions against ground truth: PSNR/SSIM as BasicSR, or mIoU/nIoU/PD/FA for masks."""
+    from restorecli.images import atomic_path
+    from restorecli.metrics.evaluate import EvalSettings, evaluate_paths, parse_metrics, restoring_transform
+
+    if (model is None) != (input_path is None):
+        raise typer.BadParameter("--model and --input go together.")
+    if (pred is None) == (model is None):
+        raise typer.BadParameter("Give either PRED or --model with --input.")
+    if save is not None and model is None:
+        raise typer.BadParameter("--save needs --model.")
+    settings = EvalSettings(
+        metrics=parse_metrics(metrics) if metrics else None,
+        crop_border=crop_border,
+        y_channel=y_channel,
+        round_y=round_y,
+        data_range=data_range,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
+        threshold=threshold,
+        distance=distance,
+    )
+    transform = None
+    if model is not None:
+        from restorecli.api import load_model
+
+        transform = restoring_transform(
+            load_model(model, device=device), tile=tile, tile_overlap=tile_overlap, precision=precision, save_dir=save
+        )
+    source = pred if pred is not None else input_path
+    options = dict(
+        gt_pattern=gt_pattern,
+        allow_missing=allow_missing,
+        workers=workers,
+        transform=transform,
+        progress=sys.stderr.isatty(),
+        keep_scores=per_image,
+    )
+    if csv_path is None:
+        report = evaluate_paths(source, gt, settings, **options)
+    else:
+        with atomic_path(csv_path) as temp, temp.open("w", newline="") as handle:
+            report = evaluate_paths(source, gt, settings, on_score=_CsvRows(handle), **options)
+    _warn_unmatched(report)
+    _print_report(report, per_image, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``restore eval`` to the app."""
+    app.command("eval")(evaluate)

@@ -1,0 +1,59 @@
+"""``restore models``: the zoo as a table, with which weight files are present locally."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from restorecli.cli.common import JsonOption, reports_errors
+
+
+def _format_table(rows: list[dict[str, str]], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines.append("  ".join("-" * widths[c] for c in columns))
+    lines.extend("  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows)
+    return "\n".join(lines)
+
+
+@reports_errors
+def models(
+    task: Annotated[str | None, typer.Option("--task", help="Only entries for this task (e.g. derain).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the model zoo: architecture, task, local availability, licence and paper score."""
+    from restorecli.zoo import download, pretrained
+
+    rows = []
+    for entry in pretrained.ENTRIES:
+        if task is not None and entry.task != task:
+            continue
+        local = download.find_local(entry.filename)
+        rows.append(
+            {
+                "name": entry.name,
+                "task": entry.task,
+                "arch": entry.arch + (" +TLC" if entry.tlc else ""),
+                "config": entry.config if isinstance(entry.config, str) else "custom",
+                "default": entry.default_for or "",
+                "local": str(local) if local else "-",
+                "source": entry.url or "bundled",
+                "license": entry.license,
+                "paper score": entry.paper_score,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("No entries.")
+        return
+    typer.echo(_format_table(rows, ["name", "task", "arch", "config", "default", "local", "paper score"]))
+    typer.echo(f"\nWeights are looked up in: {', '.join(str(d) for d in download.search_dirs())}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``restore models`` to the app."""
+    app.command("models")(models)

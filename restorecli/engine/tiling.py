@@ -1,0 +1,164 @@
+"""Split a padded image into overlapping tiles and blend the restored tiles back without seams.
+
+Pure functions over shapes and tensors; the runner decides tile sizes and runs the model.
+
+Geometry. Tiles are squares of ``tile`` pixels (clipped to the image) whose sides and top-left
+corners are multiples of the model's padding multiple, so every tile is a valid model input and sees
+the same pixel alignment as the whole image (which matters for strided down-sampling). Neighbouring
+tiles share at least ``overlap`` pixels.
+
+Blending. Along an edge shared with a neighbour, a tile's weight is zero over a *context margin* of
+``overlap // 4`` pixels (pixels the tile only uses as context: their outputs lack information from
+beyond the edge), then rises along a raised-cosine ramp over the middle ``overlap - 2 * margin``
+pixels. Two ramps facing each other across an overlap of exactly ``overlap`` pixels sum to one; the
+merge still divides by the accumulated weight, so wider overlaps (the last tile of a row is shifted
+to end at the border) blend smoothly too. Consequences: a convolution-only model whose receptive
+radius is at most the margin gives the same result tiled and untiled; a model with global operators
+(attention over the tile) changes gradually across the ramp instead of jumping at a seam.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from restorecli.engine.padding import round_up
+from restorecli.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A window ``[top, top + height) x [left, left + width)`` of the padded image."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def window(self, x: Tensor) -> Tensor:
+        """The tile's pixels from ``(..., H, W)``, as a view."""
+        return x[..., self.top : self.top + self.height, self.left : self.left + self.width]
+
+
+def context_margin(overlap: int) -> int:
+    """Pixels at each shared tile edge that get zero weight (pure context)."""
+    return overlap // 4
+
+
+def minimum_tile(overlap: int, multiple: int) -> int:
+    """The smallest tile worth running: room for both edges' ramps, and a stride of at least one multiple."""
+    return round_up(max(2 * overlap, overlap + multiple), multiple)
+
+
+def validate_tile(tile: int, overlap: int, multiple: int) -> int:
+    """Round ``tile`` down to a multiple of ``multiple`` and check it leaves room for the overlap.
+
+    Raises:
+        ConfigError: a negative overlap, or a tile not larger than the overlap by one multiple.
+    """
+    if overlap < 0:
+        raise ConfigError(f"Expected a tile overlap of 0 or more pixels, but got {overlap}")
+    rounded = tile // multiple * multiple
+    if rounded - overlap < multiple:
+        raise ConfigError(
+            f"Expected a tile of at least {overlap + multiple} pixels (overlap {overlap} plus the model's "
+            f"size multiple {multiple}), but got {tile}"
+        )
+    return rounded
+
+
+def axis_starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``[0, length)`` with at least ``overlap`` shared.
+
+    ``length`` and ``tile`` are multiples of ``multiple``; so are the returned offsets. The last tile
+    ends exactly at ``length``.
+    """
+    if length <= tile:
+        return [0]
+    stride = (tile - overlap) // multiple * multiple
+    return [*range(0, length - tile, stride), length - tile]
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int) -> list[Tile]:
+    """Tiles (row-major) covering a padded ``height`` x ``width`` image; see the module docstring.
+
+    An image no larger than ``tile`` is a single tile (the untiled case; no overlap needed).
+    Otherwise ``tile`` is rounded down to a multiple of ``multiple``, and a side shorter than the
+    tile gets one tile along it.
+
+    Raises:
+        ConfigError: the tile is too small for the overlap (see :func:`validate_tile`), or the image
+            sides are not multiples of ``multiple``.
+    """
+    if height % multiple or width % multiple:
+        raise ConfigError(f"Expected a padded size that is a multiple of {multiple}, but got {height}x{width}")
+    if tile >= max(height, width):
+        return [Tile(0, 0, height, width)]
+    tile = validate_tile(tile, overlap, multiple)
+    tile_height, tile_width = min(tile, height), min(tile, width)
+    return [
+        Tile(top, left, tile_height, tile_width)
+        for top in axis_starts(height, tile_height, overlap, multiple)
+        for left in axis_starts(width, tile_width, overlap, multiple)
+    ]
+
+
+def _ramp(overlap: int) -> Tensor:
+    """Weights rising from zero to one across one shared edge: margin zeros, then a raised cosine.
+
+    Sampled at pixel centres so that the ramp and its mirror image sum to exactly one.
+    """
+    margin = context_margin(overlap)
+    rise = overlap - 2 * margin
+    centres = (torch.arange(rise, dtype=torch.float64) + 0.5) / rise
+    return torch.cat([torch.zeros(margin, dtype=torch.float64), 0.5 - 0.5 * torch.cos(math.pi * centres)])
+
+
+def axis_weights(start: int, size: int, length: int, overlap: int) -> Tensor:
+    """Blend weights ``(size,)`` float64 for a tile spanning ``[start, start + size)`` of ``[0, length)``.
+
+    Edges on the image border keep full weight (no neighbour shares them).
+    """
+    weights = torch.ones(size, dtype=torch.float64)
+    ramp = _ramp(overlap)[:size]
+    if start > 0:
+        weights[: ramp.numel()] *= ramp
+    if start + size < length:
+        weights[size - ramp.numel() :] *= ramp.flip(0)
+    return weights
+
+
+def tile_weights(tile: Tile, height: int, width: int, overlap: int) -> Tensor:
+    """Separable blend weights ``(tile.height, tile.width)`` float64 for one tile of the padded image."""
+    rows = axis_weights(tile.top, tile.height, height, overlap)
+    cols = axis_weights(tile.left, tile.width, width, overlap)
+    return rows[:, None] * cols[None, :]
+
+
+def merge_tiles(
+    pieces: Iterable[tuple[int, Tile, Tensor]],
+    shape: tuple[int, int, int, int],
+    overlap: int,
+    device: torch.device,
+) -> Tensor:
+    """Blend restored tiles into one ``(N, C, H, W)`` float32 tensor on ``device``.
+
+    Args:
+        pieces: ``(image index, tile, output (C, tile.height, tile.width))``, consumed lazily so only
+            one batch of tile outputs needs to exist at a time.
+        shape: ``(N, C, H, W)`` of the padded output.
+        overlap: the overlap the tiles were planned with (sets the blend ramps).
+        device: where the full-size result is assembled (typically the CPU).
+    """
+    batch, _, height, width = shape
+    total = torch.zeros(shape, dtype=torch.float32, device=device)
+    weight_sum = torch.zeros((batch, 1, height, width), dtype=torch.float32, device=device)
+    for index, tile, output in pieces:
+        weights = tile_weights(tile, height, width, overlap).to(device=device, dtype=torch.float32)
+        tile.window(total[index]).add_(output.to(device=device, dtype=torch.float32) * weights)
+        tile.window(weight_sum[index]).add_(weights)
+    return total.div_(weight_sum)

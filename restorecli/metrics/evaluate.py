@@ -1,0 +1,482 @@
+"""Folder-level evaluation: pair predictions with ground truth, score pairs in parallel, aggregate.
+
+Memory stays flat in the number of images: pairs are scored one by one (or by a process pool, in
+order), each score is handed to a callback (e.g. a CSV writer) and folded into running totals; the
+per-image scores are kept only when asked for. Aggregation follows the reference protocols: PSNR and
+SSIM are means of per-image values (BasicSR, the Restormer/NAFNet scripts), mIoU and PD/FA are computed
+from counts summed over the set (DNANet), nIoU is the mean of per-image IoU (ACM).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
+
+import numpy as np
+from tqdm import tqdm
+
+from restorecli.errors import ConfigError, MetricError
+from restorecli.images import dtype_max, list_images, read_array, split_alpha, write_array
+from restorecli.metrics.psnr_ssim import psnr, ssim
+from restorecli.metrics.segmentation import (
+    DEFAULT_DISTANCE,
+    DEFAULT_IGNORE_INDEX,
+    DEFAULT_THRESHOLD,
+    MaskStats,
+    decode_prediction,
+    decode_target,
+    looks_like_mask,
+    mask_stats,
+)
+
+if TYPE_CHECKING:
+    from restorecli.zoo.descriptor import ModelDescriptor
+
+MetricName = Literal["psnr", "ssim", "miou", "niou", "pd", "fa"]
+METRIC_NAMES: tuple[MetricName, ...] = get_args(MetricName)
+IMAGE_METRICS: tuple[MetricName, ...] = ("psnr", "ssim")
+MASK_METRICS: tuple[MetricName, ...] = ("miou", "niou", "pd", "fa")
+Transform = Callable[[Path, np.ndarray], np.ndarray]
+"""Turns the pixels read from a pair's ``pred`` path into the prediction (e.g. restores them)."""
+
+_LISTED_NAMES = 10
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One prediction and its ground truth; ``name`` is the prediction's file stem."""
+
+    name: str
+    pred: Path
+    gt: Path
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Matched pairs plus the files on either side that found no partner."""
+
+    pairs: tuple[Pair, ...]
+    missing_gt: tuple[Path, ...] = ()
+    missing_pred: tuple[Path, ...] = ()
+
+    def require_complete(self) -> None:
+        """Raise MetricError listing the unmatched files, if any (the default: never evaluate a subset)."""
+        for files, problem in (
+            (self.missing_gt, "predictions without ground truth"),
+            (self.missing_pred, "ground-truth images without prediction"),
+        ):
+            if files:
+                raise MetricError(
+                    f"Expected every file to have a partner, but found {len(files)} {problem}: {_list_names(files)}"
+                )
+
+
+def _list_names(files: Sequence[Path]) -> str:
+    shown = ", ".join(path.name for path in files[:_LISTED_NAMES])
+    return shown if len(files) <= _LISTED_NAMES else f"{shown} and {len(files) - _LISTED_NAMES} more"
+
+
+def _by_stem(files: list[Path]) -> dict[str, Path]:
+    index: dict[str, Path] = {}
+    for path in files:
+        if path.stem in index:
+            raise MetricError(
+                f"Expected one image per name, but got {index[path.stem].name} and {path.name} ({path.parent})"
+            )
+        index[path.stem] = path
+    return index
+
+
+def gt_stem(stem: str, gt_pattern: str) -> str:
+    """The ground-truth stem for a prediction stem, e.g. ``'{stem}_pixels0'`` for NUAA-SIRST masks."""
+    try:
+        name = gt_pattern.format(stem=stem)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"Expected a GT pattern using only {{stem}}, but got {gt_pattern!r}") from exc
+    if "{stem}" not in gt_pattern:
+        raise ConfigError(f"Expected a GT pattern containing {{stem}}, but got {gt_pattern!r}")
+    return name
+
+
+def match_pairs(pred: Path, gt: Path, *, gt_pattern: str = "{stem}") -> Pairing:
+    """Pair prediction and ground-truth files by stem (extensions may differ).
+
+    Two files form one pair whatever their names. A prediction file or folder against a GT folder is
+    matched by ``gt_pattern.format(stem=prediction_stem)``; files left over on either side are reported
+    in the Pairing, not silently dropped.
+    """
+    pred, gt = Path(pred), Path(gt)
+    pred_files = list_images(pred)
+    if pred.is_dir() and not pred_files:
+        raise MetricError(f"Expected images in the prediction folder, but found none ({pred})")
+    if gt.is_file():
+        if pred.is_dir():
+            raise MetricError(f"Expected a ground-truth folder for a folder of predictions, but got a file ({gt})")
+        return Pairing(pairs=(Pair(pred.stem, pred, gt),))
+    gt_index = _by_stem(list_images(gt))
+    pairs: list[Pair] = []
+    missing_gt: list[Path] = []
+    for path in _by_stem(pred_files).values():
+        partner = gt_index.pop(gt_stem(path.stem, gt_pattern), None)
+        if partner is None:
+            missing_gt.append(path)
+        else:
+            pairs.append(Pair(path.stem, path, partner))
+    missing_pred = tuple(gt_index.values()) if pred.is_dir() else ()
+    return Pairing(pairs=tuple(pairs), missing_gt=tuple(missing_gt), missing_pred=missing_pred)
+
+
+def parse_metrics(text: str) -> tuple[MetricName, ...]:
+    """``"psnr,ssim"`` -> ``("psnr", "ssim")``; unknown names raise ConfigError."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METRIC_NAMES]
+    if unknown or not names:
+        raise ConfigError(f"Expected metrics among {', '.join(METRIC_NAMES)}, but got {text!r}")
+    return tuple(dict.fromkeys(names))  # type: ignore[arg-type]  # validated above; keeps order, drops repeats
+
+
+def default_metrics(pairs: Sequence[Pair], *, ignore_index: int = DEFAULT_IGNORE_INDEX) -> tuple[MetricName, ...]:
+    """PSNR/SSIM for images, mIoU/nIoU/PD/FA when the first ground truth looks like a mask."""
+    if not pairs:
+        return IMAGE_METRICS
+    return MASK_METRICS if looks_like_mask(read_array(pairs[0].gt), ignore_index=ignore_index) else IMAGE_METRICS
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What to compute and by which convention; printed with the results so numbers can be traced.
+
+    ``metrics=None`` lets :func:`evaluate_paths` choose from the first ground truth (masks or images).
+    """
+
+    metrics: tuple[MetricName, ...] | None = IMAGE_METRICS
+    crop_border: int = 0
+    y_channel: bool = False
+    round_y: bool = False
+    data_range: float | None = None  # None: from the bit depth (255 or 65535)
+    num_classes: int = 2
+    ignore_index: int = DEFAULT_IGNORE_INDEX
+    threshold: float = DEFAULT_THRESHOLD
+    distance: float = DEFAULT_DISTANCE
+
+    def __post_init__(self) -> None:
+        """Reject impossible settings before any worker starts."""
+        checks = (
+            (self.metrics is None or (bool(self.metrics) and set(self.metrics) <= set(METRIC_NAMES)),
+             f"metrics among {', '.join(METRIC_NAMES)}", self.metrics),
+            (self.crop_border >= 0, "a crop border >= 0", self.crop_border),
+            (self.data_range is None or self.data_range > 0, "a positive data range", self.data_range),
+            (not self.round_y or self.y_channel, "round_y only together with y_channel", self.round_y),
+            (self.num_classes >= 2, "at least 2 classes", self.num_classes),
+            (0.0 <= self.threshold < 1.0, "a threshold in [0, 1)", self.threshold),
+            (self.distance > 0, "a positive centroid distance", self.distance),
+        )
+        for ok, expected, got in checks:
+            if not ok:
+                raise ConfigError(f"Expected {expected}, but got {got}")
+
+    @property
+    def image_metrics(self) -> tuple[MetricName, ...]:
+        return tuple(name for name in self.metrics or () if name in IMAGE_METRICS)
+
+    @property
+    def mask_metrics(self) -> tuple[MetricName, ...]:
+        return tuple(name for name in self.metrics or () if name in MASK_METRICS)
+
+    def convention(self, data_ranges: Sequence[float] = ()) -> dict[str, object]:
+        """The exact protocol as plain data (JSON header); :func:`describe` renders it as one line."""
+        result: dict[str, object] = {"metrics": list(self.metrics or ())}
+        if self.image_metrics:
+            channel = "rgb"
+            if self.y_channel:
+                channel = "y-bt601-rounded" if self.round_y else "y-bt601"
+            result.update(
+                channel=channel,
+                crop_border=self.crop_border,
+                data_range=list(data_ranges) if self.data_range is None else [self.data_range],
+                data_range_source="bit depth" if self.data_range is None else "option",
+                reference="BasicSR calculate_psnr / calculate_ssim (float64)",
+                ssim="gaussian 11x11 sigma 1.5, K1 0.01, K2 0.03, valid region, mean over channels",
+            )
+        if self.mask_metrics:
+            result.update(
+                num_classes=self.num_classes,
+                ignore_index=self.ignore_index,
+                threshold=self.threshold,
+                miou="confusion matrix summed over the set, mean over classes present",
+                niou="mean of per-image foreground IoU (ACM)",
+                pd_fa=f"8-connected components, centroid distance < {self.distance:g} px, FA per pixel (DNANet)",
+            )
+        return result
+
+
+def describe(convention: dict[str, object]) -> str:
+    """One human line for a table header, e.g. ``channel=y-bt601 crop_border=4 data_range=255``."""
+    keys = ("metrics", "channel", "crop_border", "data_range", "num_classes", "ignore_index", "threshold", "pd_fa")
+    parts = []
+    for key in keys:
+        if key in convention:
+            value = convention[key]
+            shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, list) else value
+            parts.append(f"{key}={shown}")
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """One pair's per-image values (NaN where undefined) and its contribution to the totals."""
+
+    pair: Pair
+    values: dict[str, float]
+    data_range: float | None = None
+    masks: MaskStats | None = None
+
+
+def score_arrays(pred: np.ndarray, gt: np.ndarray, settings: EvalSettings) -> tuple[dict[str, float], float | None, MaskStats | None]:
+    """Score one prediction against its ground truth (arrays as :func:`read_array` returns them).
+
+    Returns the per-image values, the data range used for PSNR/SSIM, and the mask statistics.
+    Alpha planes are left out of PSNR/SSIM: restoration keeps alpha untouched.
+    """
+    values: dict[str, float] = {}
+    data_range: float | None = None
+    if settings.image_metrics:
+        pred_rgb, gt_rgb = split_alpha(pred)[0], split_alpha(gt)[0]
+        if pred_rgb.shape != gt_rgb.shape:
+            raise MetricError(f"Expected the same size and channels, but got {pred_rgb.shape} and {gt_rgb.shape}")
+        if pred_rgb.dtype != gt_rgb.dtype:
+            raise MetricError(f"Expected the same bit depth, but got {pred_rgb.dtype} and {gt_rgb.dtype}")
+        data_range = settings.data_range if settings.data_range is not None else float(dtype_max(gt_rgb.dtype))
+        options = dict(
+            data_range=data_range,
+            crop_border=settings.crop_border,
+            y_channel=settings.y_channel,
+            round_y=settings.round_y,
+        )
+        functions = {"psnr": psnr, "ssim": ssim}
+        for name in settings.image_metrics:
+            values[name] = functions[name](pred_rgb, gt_rgb, **options)
+    stats: MaskStats | None = None
+    if settings.mask_metrics:
+        target = decode_target(gt, num_classes=settings.num_classes, ignore_index=settings.ignore_index)
+        prediction = decode_prediction(pred, num_classes=settings.num_classes, threshold=settings.threshold)
+        if prediction.shape != target.shape:
+            raise MetricError(f"Expected masks of the same size, but got {prediction.shape} and {target.shape}")
+        stats = mask_stats(
+            prediction,
+            target,
+            num_classes=settings.num_classes,
+            ignore_index=settings.ignore_index,
+            distance=settings.distance,
+        )
+        per_image = {"miou": stats.miou, "niou": stats.niou, "pd": stats.detection.pd, "fa": stats.detection.fa}
+        values.update((name, per_image[name]) for name in settings.mask_metrics)
+    return values, data_range, stats
+
+
+def score_pair(pair: Pair, settings: EvalSettings, transform: Transform | None = None) -> PairScore:
+    """Read, optionally transform, and score one pair; errors name both files."""
+    pred = read_array(pair.pred)
+    if transform is not None:
+        pred = transform(pair.pred, pred)
+    gt = read_array(pair.gt)
+    try:
+        values, data_range, stats = score_arrays(pred, gt, settings)
+    except MetricError as exc:
+        raise MetricError(f"{exc} ({pair.pred} vs {pair.gt})") from exc
+    return PairScore(pair, values, data_range, stats)
+
+
+@dataclass
+class _Totals:
+    """Running aggregates: O(1) memory in the number of images."""
+
+    settings: EvalSettings
+    count: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    psnr_inf: int = 0
+    data_ranges: set[float] = field(default_factory=set)
+    masks: MaskStats | None = None
+
+    def add(self, score: PairScore) -> None:
+        self.count += 1
+        if score.data_range is not None:
+            self.data_ranges.add(score.data_range)
+        for name in self.settings.image_metrics:
+            value = score.values[name]
+            if name == "psnr" and math.isinf(value):
+                self.psnr_inf += 1
+                continue
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.counts[name] = self.counts.get(name, 0) + 1
+        if score.masks is not None:
+            self.masks = score.masks if self.masks is None else self.masks + score.masks
+
+    def summary(self) -> dict[str, float]:
+        result: dict[str, float] = {}
+        for name in self.settings.image_metrics:
+            finite = self.counts.get(name, 0)
+            if finite:
+                result[name] = self.sums[name] / finite
+            else:
+                result[name] = math.inf if name == "psnr" and self.psnr_inf else math.nan
+        if "psnr" in self.settings.image_metrics:
+            result["psnr_inf"] = self.psnr_inf
+        if self.masks is not None:
+            detection = self.masks.detection
+            overall = {"miou": self.masks.miou, "niou": self.masks.niou, "pd": detection.pd, "fa": detection.fa}
+            result.update((name, overall[name]) for name in self.settings.mask_metrics)
+            if {"pd", "fa"} & set(self.settings.mask_metrics):
+                result.update(
+                    targets=detection.targets,
+                    detected=detection.detected,
+                    false_alarm_pixels=detection.false_alarm_pixels,
+                    pixels=detection.pixels,
+                )
+        return result
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Summary of a run. PSNR averages finite values; ``psnr_inf`` counts identical pairs left out."""
+
+    settings: EvalSettings
+    count: int
+    summary: dict[str, float]
+    convention: dict[str, object]
+    class_iou: tuple[float, ...] = ()
+    scores: tuple[PairScore, ...] = ()
+    missing_gt: tuple[Path, ...] = ()
+    missing_pred: tuple[Path, ...] = ()
+
+
+def _init_worker() -> None:
+    """One OpenCV thread per process: the pool already occupies the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _scores(pairs: Sequence[Pair], settings: EvalSettings, workers: int, transform: Transform | None) -> Iterator[PairScore]:
+    """Scores in pair order, from this process or from a pool."""
+    score = partial(score_pair, settings=settings, transform=transform)
+    if workers <= 1 or transform is not None:
+        yield from map(score, pairs)
+        return
+    with multiprocessing.Pool(processes=workers, initializer=_init_worker) as pool:
+        yield from pool.imap(score, pairs, chunksize=1)
+
+
+def resolve_workers(workers: int, jobs: int) -> int:
+    """0 means one per CPU core; never more workers than jobs."""
+    if workers < 0:
+        raise ConfigError(f"Expected workers >= 0, but got {workers}")
+    wanted = workers or os.cpu_count() or 1
+    return max(1, min(wanted, jobs))
+
+
+def evaluate(
+    pairs: Sequence[Pair],
+    settings: EvalSettings,
+    *,
+    workers: int = 1,
+    transform: Transform | None = None,
+    progress: bool = False,
+    on_score: Callable[[PairScore], None] | None = None,
+    keep_scores: bool = False,
+) -> EvalReport:
+    """Score every pair and aggregate by the reference protocols.
+
+    Args:
+        pairs: from :func:`match_pairs`.
+        settings: metrics and conventions.
+        workers: processes (0 = one per core); a ``transform`` always runs in this process.
+        transform: applied to each prediction before scoring (on-the-fly restoration).
+        progress: show a tqdm bar on stderr.
+        on_score: called with each pair's score, in pair order (streaming CSV rows).
+        keep_scores: also return every per-image score (memory grows with the set).
+    """
+    if not pairs:
+        raise MetricError("Expected at least one prediction/ground-truth pair, but got none")
+    if settings.metrics is None:
+        settings = replace(settings, metrics=default_metrics(pairs, ignore_index=settings.ignore_index))
+    totals = _Totals(settings)
+    kept: list[PairScore] = []
+    jobs = resolve_workers(workers, len(pairs))
+    with tqdm(total=len(pairs), disable=not progress, unit="pair", desc="eval", leave=False) as bar:
+        for score in _scores(pairs, settings, jobs, transform):
+            totals.add(score)
+            if on_score is not None:
+                on_score(score)
+            if keep_scores:
+                kept.append(score)
+            bar.update()
+    class_iou = tuple(float(v) for v in totals.masks.class_iou) if totals.masks and "miou" in settings.metrics else ()
+    return EvalReport(
+        settings=settings,
+        count=totals.count,
+        summary=totals.summary(),
+        convention=settings.convention(sorted(totals.data_ranges)),
+        class_iou=class_iou,
+        scores=tuple(kept),
+    )
+
+
+def evaluate_paths(
+    pred: Path,
+    gt: Path,
+    settings: EvalSettings,
+    *,
+    gt_pattern: str = "{stem}",
+    allow_missing: bool = False,
+    workers: int = 1,
+    transform: Transform | None = None,
+    progress: bool = False,
+    on_score: Callable[[PairScore], None] | None = None,
+    keep_scores: bool = False,
+) -> EvalReport:
+    """Pair files or folders (:func:`match_pairs`) and :func:`evaluate` them.
+
+    Unmatched files fail the run unless ``allow_missing``; then they are listed in the report.
+    ``pred`` holds the degraded inputs when a ``transform`` restores them on the fly.
+    """
+    pairing = match_pairs(pred, gt, gt_pattern=gt_pattern)
+    if not allow_missing:
+        pairing.require_complete()
+    report = evaluate(
+        pairing.pairs,
+        settings,
+        workers=workers,
+        transform=transform,
+        progress=progress,
+        on_score=on_score,
+        keep_scores=keep_scores,
+    )
+    return replace(report, missing_gt=pairing.missing_gt, missing_pred=pairing.missing_pred)
+
+
+def restoring_transform(
+    model: ModelDescriptor,
+    *,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    precision: str = "fp32",
+    save_dir: Path | None = None,
+) -> Transform:
+    """A Transform that restores each degraded input with ``model`` (and saves ``<stem>.png`` if asked)."""
+    from restorecli.api import restore_image
+
+    def restore(source: Path, image: np.ndarray) -> np.ndarray:
+        restored = restore_image(model, image, tile=tile, tile_overlap=tile_overlap, precision=precision)
+        if save_dir is not None:
+            write_array(Path(save_dir) / f"{source.stem}.png", restored)
+        return restored
+
+    return restore

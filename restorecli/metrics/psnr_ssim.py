@@ -1,0 +1,208 @@
+"""PSNR and SSIM with the conventions of BasicSR's ``calculate_psnr`` / ``calculate_ssim``.
+
+Papers in image restoration report numbers from BasicSR (``basicsr/metrics/psnr_ssim.py``) or from the
+original MATLAB SSIM code of Wang et al., so these functions reproduce them exactly:
+
+- arithmetic in float64 on the pixel values as stored (``[0, 255]`` for 8-bit, ``[0, 65535]`` for
+  16-bit, any ``data_range`` for float arrays);
+- ``crop_border`` pixels removed from every edge of both images first;
+- optional luma of ITU-R BT.601 as BasicSR's ``to_y_channel`` (MATLAB ``rgb2ycbcr``) computes it, on RGB
+  input (BasicSR reads BGR with OpenCV and swaps the weights accordingly; the numbers are the same);
+- SSIM with an 11x11 Gaussian window (sigma = 1.5, the MATLAB ``fspecial('gaussian', 11, 1.5)``),
+  K1 = 0.01, K2 = 0.03, evaluated on the 'valid' region only (5 pixels dropped at each edge), the
+  map averaged, then the mean taken over channels.
+
+scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=R, channel_axis=-1)`` computes the same number for integer or
+float64 inputs: it filters with reflect padding and then crops ``(win_size - 1) // 2 = 5`` pixels, which
+is exactly the valid region. It is not used here because it is ~2.5x slower (scipy.ndimage filters)
+and computes float32 inputs in float32; it serves as the reference in the tests. It has no
+``crop_border`` or Y-channel option, and its defaults (7x7 uniform window, sample covariance) give a
+different SSIM.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from restorecli.errors import MetricError
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+_VALID_MARGIN = SSIM_WINDOW // 2
+# BT.601 weights for R, G, B on [0, 1] giving Y on the 8-bit scale [16, 235] (MATLAB rgb2ycbcr).
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
+_Y_OFFSET = 16.0
+_EIGHT_BIT = 255.0
+
+
+def rgb_to_y(image: np.ndarray, *, data_range: float, round_y: bool = False) -> np.ndarray:
+    """Luma ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (R, G, B in ``[0, 1]``), in the data range.
+
+    Reproduces BasicSR's ``to_y_channel`` (``bgr2ycbcr(y_only=True)``): for 8-bit images Y lies in
+    ``[16, 235]``; for other ranges it is scaled by ``data_range / 255``. A grey ``(H, W)`` or
+    ``(H, W, 1)`` image is returned unchanged, as BasicSR does.
+
+    Args:
+        image: ``(H, W, 3)`` RGB, or grey ``(H, W)`` / ``(H, W, 1)``; any dtype.
+        data_range: value of full white (255 for 8-bit, 65535 for 16-bit, 1.0 for float in [0, 1]).
+        round_y: round Y to whole numbers (half up), as MATLAB's ``rgb2ycbcr`` does on uint8/uint16
+            input (the Restormer deraining script); BasicSR does not round. Integer ranges only.
+
+    Returns:
+        ``(H, W)`` float64 luma.
+    """
+    _check_data_range(data_range)
+    if round_y and (data_range < _EIGHT_BIT or not float(data_range).is_integer()):
+        raise MetricError(f"Expected an integer data range (255 or 65535) to round Y, but got {data_range}")
+    array = np.asarray(image)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
+        return array.reshape(array.shape[:2]).astype(np.float64)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise MetricError(f"Expected an (H, W, 3) RGB or a grey image for the Y channel, but got shape {array.shape}")
+    luma = array.astype(np.float64) @ (_Y_WEIGHTS / data_range)
+    luma += _Y_OFFSET
+    luma *= data_range / _EIGHT_BIT
+    if round_y:
+        luma = np.floor(luma + 0.5)
+    return luma
+
+
+def psnr(
+    pred: np.ndarray,
+    target: np.ndarray,
+    *,
+    data_range: float,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    round_y: bool = False,
+) -> float:
+    """Peak signal-to-noise ratio in dB, as BasicSR ``calculate_psnr`` (float64 MSE over all channels).
+
+    Args:
+        pred, target: ``(H, W)`` or ``(H, W, C)`` arrays of the same shape (uint8, uint16 or float).
+        data_range: value of full white: ``10 * log10(data_range**2 / MSE)``.
+        crop_border: pixels dropped at each edge before comparing (super-resolution convention).
+        y_channel: compare the BT.601 luma only (see :func:`rgb_to_y`).
+        round_y: round the luma to integers as MATLAB does (see :func:`rgb_to_y`).
+
+    Returns:
+        PSNR in dB; ``inf`` for identical images.
+    """
+    first, second = _prepare(pred, target, data_range, crop_border, y_channel, round_y)
+    difference = (first - second).ravel()
+    mse = float(np.dot(difference, difference)) / difference.size
+    if mse == 0.0:
+        return float("inf")
+    return float(10.0 * np.log10(float(data_range) ** 2 / mse))
+
+
+def ssim(
+    pred: np.ndarray,
+    target: np.ndarray,
+    *,
+    data_range: float,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    round_y: bool = False,
+) -> float:
+    """Structural similarity as BasicSR ``calculate_ssim`` and Wang et al.'s MATLAB ``ssim_index``.
+
+    Gaussian 11x11 window (sigma 1.5), K1 = 0.01, K2 = 0.03, population statistics, mean of the SSIM
+    map over the valid region (borders whose window leaves the image are excluded), then the mean over
+    channels. The separable filter runs in OpenCV (float64), which is what makes it fast.
+
+    Args:
+        pred, target: ``(H, W)`` or ``(H, W, C)`` arrays of the same shape, each side at least 11
+            pixels after cropping.
+        data_range: value of full white; sets C1 = (K1 * data_range)^2 and C2 = (K2 * data_range)^2.
+        crop_border: pixels dropped at each edge before comparing.
+        y_channel: compare the BT.601 luma only (see :func:`rgb_to_y`).
+        round_y: round the luma to integers as MATLAB does (see :func:`rgb_to_y`).
+
+    Returns:
+        Mean SSIM, 1.0 for identical images.
+    """
+    first, second = _prepare(pred, target, data_range, crop_border, y_channel, round_y)
+    height, width = first.shape[:2]
+    if min(height, width) < SSIM_WINDOW:
+        raise MetricError(
+            f"Expected images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels for SSIM (after cropping), "
+            f"but got {height}x{width}"
+        )
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    kernel = cv2.getGaussianKernel(SSIM_WINDOW, SSIM_SIGMA)
+
+    def blur(array: np.ndarray) -> np.ndarray:
+        return cv2.sepFilter2D(array, cv2.CV_64F, kernel, kernel)
+
+    # In-place arithmetic on full-size maps, cropped once at the end: same formula as BasicSR's
+    # ((2 mu1 mu2 + C1)(2 sigma12 + C2)) / ((mu1^2 + mu2^2 + C1)(sigma1^2 + sigma2^2 + C2)).
+    mu1 = blur(first)
+    mu2 = blur(second)
+    cross = blur(first * second)
+    squares = blur(first * first)
+    squares += blur(second * second)
+    mu12 = mu1 * mu2
+    mu1 *= mu1
+    mu2 *= mu2
+    mu1 += mu2
+    mu1 += c1  # mu1^2 + mu2^2 + C1
+    squares -= mu1
+    squares += c1 + c2  # sigma1^2 + sigma2^2 + C2
+    cross -= mu12
+    cross *= 2.0
+    cross += c2  # 2 sigma12 + C2
+    mu12 *= 2.0
+    mu12 += c1  # 2 mu1 mu2 + C1
+    mu12 *= cross
+    mu1 *= squares
+    mu12 /= mu1
+    margin = _VALID_MARGIN
+    valid = mu12[margin : height - margin, margin : width - margin]
+    if valid.ndim == 2:
+        return float(valid.mean())
+    return float(valid.mean(axis=(0, 1)).mean())
+
+
+def _check_data_range(data_range: float) -> None:
+    if not np.isfinite(data_range) or data_range <= 0:
+        raise MetricError(f"Expected a positive data range, but got {data_range}")
+
+
+def _prepare(
+    pred: np.ndarray,
+    target: np.ndarray,
+    data_range: float,
+    crop_border: int,
+    y_channel: bool,
+    round_y: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate, crop, optionally convert to Y, and return contiguous float64 copies."""
+    pred = np.asarray(pred)
+    target = np.asarray(target)
+    if pred.shape != target.shape:
+        raise MetricError(f"Expected images of the same shape, but got {pred.shape} and {target.shape}")
+    if pred.ndim not in (2, 3):
+        raise MetricError(f"Expected (H, W) or (H, W, C) images, but got shape {pred.shape}")
+    _check_data_range(data_range)
+    if crop_border < 0:
+        raise MetricError(f"Expected a crop border >= 0, but got {crop_border}")
+    height, width = pred.shape[:2]
+    if 2 * crop_border >= min(height, width):
+        raise MetricError(f"Expected a crop border below half the image size, but got {crop_border} for {height}x{width}")
+    if crop_border:
+        pred = pred[crop_border:-crop_border, crop_border:-crop_border]
+        target = target[crop_border:-crop_border, crop_border:-crop_border]
+    if y_channel:
+        return (
+            rgb_to_y(pred, data_range=data_range, round_y=round_y),
+            rgb_to_y(target, data_range=data_range, round_y=round_y),
+        )
+    if pred.ndim == 3 and pred.shape[2] == 1:
+        pred, target = pred[:, :, 0], target[:, :, 0]
+    return np.ascontiguousarray(pred, dtype=np.float64), np.ascontiguousarray(target, dtype=np.float64)

@@ -1,0 +1,117 @@
+"""Export a run's EMA weights as ``<name>.safetensors`` plus the JSON model card the zoo loader reads.
+
+The tensors keep the module's own state-dict keys, so ``restorecli.load_model(path)`` builds the
+card's ``arch``/``config`` and loads them strictly. The card records how the weights were made
+(resolved recipe, data, iterations, wall time) and their validation scores on the full validation
+set (``validation.final_crop`` / ``final_max_images``), measured here with the EMA weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from restorecli.engine.device import resolve_device
+from restorecli.errors import CheckpointError
+from restorecli.images import atomic_path
+from restorecli.train import checkpoint as ckpt
+from restorecli.train.data import build_validation_set
+from restorecli.train.recipe import Recipe, recipe_from_dict
+from restorecli.train.validate import validate
+from restorecli.zoo.architectures import build_model, get_arch
+
+TASK_BY_DEGRADATION = {"noise": "denoise", "blur": "deblur", "rain": "derain"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Paths of the exported weights and card, and the card's content."""
+
+    weights: Path
+    card: Path
+    card_data: dict[str, Any]
+
+
+def restorecli_version() -> str:
+    """The installed restorecli version, or ``"unknown"`` when running from an uninstalled checkout."""
+    try:
+        return metadata.version("restorecli")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def task_of(recipe: Recipe) -> str | None:
+    """The recipe's task, or the one its degradation implies (noise -> denoise, ...)."""
+    if recipe.task is not None:
+        return recipe.task
+    return TASK_BY_DEGRADATION.get(recipe.degradation.kind) if recipe.degradation else None
+
+
+def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None = None) -> ExportResult:
+    """Write the latest checkpoint's EMA weights and model card into ``out_dir`` (default: the run folder).
+
+    Args:
+        run_dir: a run folder holding ``checkpoints/``.
+        out_dir: where to write ``<name>.safetensors`` and ``<name>.json``.
+        device: device for the final validation (default: the recipe's).
+
+    Raises:
+        CheckpointError: the run has no checkpoint, or it does not fit its recorded architecture.
+    """
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is None:
+        raise CheckpointError(f"Expected a run folder with checkpoints/iter_*.pt, but found none ({run_dir})")
+    state = ckpt.load_checkpoint(latest)
+    recipe = recipe_from_dict(state["recipe"], source=str(latest))
+    spec = get_arch(state["arch"])
+    model = build_model(spec, state["config"])
+    try:
+        model.load_state_dict(state["ema"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"Expected EMA weights of {spec.name} {state['config']}, but loading failed: {exc} ({latest})") from exc
+
+    val: dict[str, Any] | None = None
+    if recipe.validation is not None:
+        section = dataclasses.replace(
+            recipe.validation, crop=recipe.validation.final_crop, max_images=recipe.validation.final_max_images
+        )
+        target = resolve_device(device or recipe.runtime.device)
+        multiple, mode = spec.padding(state["config"])
+        items = build_validation_set(section, recipe, spec.channels(state["config"])[0])
+        scores = validate(
+            model.to(target), items, multiple=multiple, mode=mode, device=target,
+            crop_border=section.crop_border, y_channel=section.y_channel,
+        )
+        val = {**asdict(scores), "crop": section.crop, "source": section.clean or section.paired}
+
+    card = {
+        "name": recipe.name,
+        "arch": spec.name,
+        "config": state["config"],
+        "task": task_of(recipe),
+        "recipe": state["recipe"],
+        "data": state["data"],
+        "iterations": int(state["iteration"]),
+        "wall_time_s": round(float(state["wall_time_s"]), 1),
+        "val": val,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "restorecli_version": restorecli_version(),
+    }
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    weights = out_dir / f"{recipe.name}.safetensors"
+    card_path = out_dir / f"{recipe.name}.json"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights) as temporary:
+        save_file(tensors, str(temporary), metadata={"format": "pt", "arch": spec.name, "name": recipe.name})
+    with atomic_path(card_path) as temporary:
+        temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return ExportResult(weights=weights, card=card_path, card_data=card)
+

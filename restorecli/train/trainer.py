@@ -1,0 +1,136 @@
+"""Model, optimiser, schedule and EMA of one run, with exact save/restore of all of it."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from restorecli.engine.device import precision_dtype
+from restorecli.errors import CheckpointError, ConfigError
+from restorecli.train import checkpoint as ckpt
+from restorecli.train.data import BatchPlan, ValidationItem
+from restorecli.train.losses import build_loss
+from restorecli.train.optim import EMA, build_optimizer
+from restorecli.train.recipe import Recipe, ValidationSection, recipe_to_dict
+from restorecli.train.validate import ValidationScores, validate
+from restorecli.zoo.architectures import build_model, get_arch, resolve_config
+
+
+class Trainer:
+    """Model, optimiser, schedule and EMA of one run; :meth:`state_dict` captures all of it."""
+
+    def __init__(self, recipe: Recipe, device: torch.device) -> None:
+        self.recipe = recipe
+        self.device = device
+        self.arch = get_arch(recipe.model.arch)
+        self.config = resolve_config(self.arch, recipe.model.config)
+        self.channels = self.arch.channels(self.config)[0]
+        self.multiple, self.pad_mode = self.arch.padding(self.config)
+        _seed_all(recipe.seed)
+        self.model = build_model(self.arch, self.config).to(device).train()
+        self.ema = EMA(self.model, recipe.optim.ema)
+        self.optimizer, self.scheduler = build_optimizer(self.model, recipe.optim, recipe.schedule)
+        self.loss_fn = build_loss(recipe.loss)
+        self.autocast = None if recipe.runtime.precision == "fp32" else precision_dtype(device, recipe.runtime.precision)
+        self.data: dict[str, Any] = {}
+        self.iteration = 0
+        self.wall_time_s = 0.0
+        self.val: ValidationScores | None = None
+
+    def step(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:
+        """One optimisation step on a batch; returns the loss."""
+        degraded = degraded.to(self.device, non_blocking=True)
+        clean = clean.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            output = self.model(degraded)
+        loss = self.loss_fn(output.float(), clean)
+        if not torch.isfinite(loss):
+            raise ConfigError(
+                f"Expected a finite loss, but got {loss.item()} at iteration {self.iteration + 1}; "
+                f"lower optim.lr or set optim.grad_clip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.recipe.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update(self.model)
+        self.iteration += 1
+        return float(loss.detach())
+
+    @property
+    def lr(self) -> float:
+        """Learning rate the next step will use."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def ema_model(self) -> nn.Module:
+        """A fresh module holding the EMA weights, in eval mode (for validation and export)."""
+        model = build_model(self.arch, self.config).to(self.device)
+        self.ema.copy_to(model)
+        return model.eval()
+
+    def validate(self, items: list[ValidationItem], section: ValidationSection) -> ValidationScores:
+        """Score the EMA weights on the validation items (border crop and Y channel from ``section``)."""
+        self.val = validate(
+            self.ema_model(),
+            items,
+            multiple=self.multiple,
+            mode=self.pad_mode,
+            device=self.device,
+            crop_border=section.crop_border,
+            y_channel=section.y_channel,
+            autocast=self.autocast,
+        )
+        return self.val
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit, as tensors and plain data only."""
+        return {
+            "format": 1,
+            "iteration": self.iteration,
+            "sample": BatchPlan(1, self.recipe).sample_offset(self.iteration),
+            "wall_time_s": self.wall_time_s,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": ckpt.capture_rng(),
+            "recipe": recipe_to_dict(self.recipe),
+            "data": self.data,
+            "arch": self.arch.name,
+            "config": self.config,
+            "val": asdict(self.val) if self.val else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        """Restore a checkpoint written by :meth:`state_dict` for the same architecture and config."""
+        if state.get("arch") != self.arch.name or state.get("config") != self.config:
+            raise CheckpointError(
+                f"Expected a checkpoint of {self.arch.name} {self.config}, but it holds "
+                f"{state.get('arch')} {state.get('config')} ({source})"
+            )
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict({k: v.to(self.device) for k, v in state["ema"].items()})
+        self.optimizer.load_state_dict(state["optimizer"])
+        # The schedule's shape comes from the current recipe (a run may be extended); only the
+        # step count and learning rates come from the checkpoint.
+        scheduler_state = {k: v for k, v in state["scheduler"].items() if k != "lr_lambdas"}
+        self.scheduler.load_state_dict(scheduler_state)
+        ckpt.restore_rng(state["rng"])
+        self.iteration = int(state["iteration"])
+        self.wall_time_s = float(state["wall_time_s"])
+        self.val = ValidationScores(**state["val"]) if state.get("val") else None
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+

@@ -1,0 +1,91 @@
+"""Validation during and after training, scored with the same functions as ``restore eval``.
+
+Outputs and inputs are rounded to 8-bit pixels before scoring, as the files ``restore derain|deblur|
+denoise`` and ``restore degrade`` write would be, so a validation PSNR here equals what
+``restore eval`` reports on those files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from restorecli.metrics.psnr_ssim import psnr, ssim
+from restorecli.train.data import ValidationItem
+from restorecli.zoo.descriptor import PadMode
+
+_DATA_RANGE = 255
+
+
+@dataclass(frozen=True)
+class ValidationScores:
+    """Mean scores over the validation images (dB for PSNR)."""
+
+    psnr: float
+    ssim: float
+    input_psnr: float
+    input_ssim: float
+    images: int
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float ``[0, 1]`` pixels rounded to uint8, as an image writer stores them."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, mode: PadMode) -> torch.Tensor:
+    """Pad ``(N, C, H, W)`` at the bottom/right up to a multiple of ``multiple`` (the family's rule)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if not pad_h and not pad_w:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+@torch.no_grad()
+def restore_array(
+    model: nn.Module, image: np.ndarray, multiple: int, mode: PadMode, device: torch.device, autocast: torch.dtype | None
+) -> np.ndarray:
+    """Run ``model`` on one float ``(H, W, C)`` image, padded to its multiple and cropped back."""
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
+    height, width = x.shape[-2:]
+    with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        y = model(pad_to_multiple(x, multiple, mode))
+    return y[0, :, :height, :width].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def validate(
+    model: nn.Module,
+    items: Sequence[ValidationItem],
+    *,
+    multiple: int,
+    mode: PadMode,
+    device: torch.device,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    autocast: torch.dtype | None = None,
+) -> ValidationScores:
+    """Mean PSNR/SSIM of the model's outputs and of the degraded inputs against the clean images."""
+    was_training = model.training
+    model.eval()
+    scores = []
+    for item in items:
+        output = to_uint8(restore_array(model, item.degraded, multiple, mode, device, autocast))
+        degraded, clean = to_uint8(item.degraded), to_uint8(item.clean)
+        options = {"data_range": _DATA_RANGE, "crop_border": crop_border, "y_channel": y_channel}
+        scores.append(
+            (
+                psnr(output, clean, **options),
+                ssim(output, clean, **options),
+                psnr(degraded, clean, **options),
+                ssim(degraded, clean, **options),
+            )
+        )
+    model.train(was_training)
+    means = np.mean(np.array(scores, dtype=np.float64), axis=0) if scores else np.full(4, np.nan)
+    return ValidationScores(*(float(m) for m in means), images=len(scores))

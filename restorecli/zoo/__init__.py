@@ -1,0 +1,1 @@
+"""Model zoo: architecture registry, pretrained entries, download/cache, and the one loader."""

@@ -1,0 +1,125 @@
+"""Where weight files live, and fetching them: cache folder, resumable download, SHA-256 check.
+
+Resolution order (first hit wins): an explicit path, the project's ``weights/`` folder, the user
+cache (``$RESTORECLI_HOME/weights``, else the platform cache dir), then a download into the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+import urllib.response
+from pathlib import Path
+
+from tqdm import tqdm
+
+from restorecli.errors import ChecksumError, DownloadError
+
+PROJECT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+_CHUNK_BYTES = 1 << 20
+
+
+def cache_dir() -> Path:
+    """The user cache for downloaded weights: ``$RESTORECLI_HOME/weights`` or the platform default."""
+    home = os.environ.get("RESTORECLI_HOME")
+    if home:
+        return Path(home).expanduser() / "weights"
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "restorecli" / "weights"
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for a weight file by name, in order (before any download)."""
+    return [PROJECT_WEIGHTS_DIR, Path.cwd() / "weights", cache_dir()]
+
+
+def find_local(filename: str) -> Path | None:
+    """The first existing ``folder/filename`` among :func:`search_dirs`, or None."""
+    for folder in search_dirs():
+        candidate = folder / filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open(url: str, offset: int, timeout: float) -> urllib.response.addinfourl:
+    request = urllib.request.Request(url, headers={"User-Agent": "restorecli"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s)/file URLs by design
+
+
+def download(
+    url: str, destination: Path, *, sha256: str | None = None, progress: bool = True, timeout: float = 30.0
+) -> Path:
+    """Fetch ``url`` to ``destination``, resuming a ``.part`` file left by an interrupted run.
+
+    The file only appears at ``destination`` once complete and, when ``sha256`` is given, verified;
+    a checksum mismatch deletes the partial data and raises ChecksumError.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    offset = partial.stat().st_size if partial.exists() else 0
+    try:
+        response = _open(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # the partial file is already complete
+            response = None
+        else:
+            raise DownloadError(_offline_message(url, destination, f"HTTP {exc.code} {exc.reason}")) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(_offline_message(url, destination, str(reason))) from exc
+    if response is not None:
+        with response:
+            if response.headers.get_content_type() == "text/html":
+                raise DownloadError(
+                    _offline_message(url, destination, "the server sent a web page instead of the weights")
+                )
+            resumed = offset > 0 and getattr(response, "status", 200) == 206
+            if not resumed:
+                offset = 0
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length is not None else None
+            with (
+                open(partial, "ab" if resumed else "wb") as handle,
+                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name,
+                     disable=not progress) as bar,
+            ):
+                try:
+                    for chunk in iter(lambda: response.read(_CHUNK_BYTES), b""):
+                        handle.write(chunk)
+                        bar.update(len(chunk))
+                except OSError as exc:
+                    raise DownloadError(
+                        _offline_message(url, destination, f"connection lost ({exc}); run again to resume")
+                    ) from exc
+    if sha256 is not None:
+        actual = sha256_of(partial)
+        if actual != sha256.lower():
+            partial.unlink(missing_ok=True)
+            raise ChecksumError(f"Expected SHA-256 {sha256}, but got {actual} for {url} (deleted {partial})")
+    os.replace(partial, destination)
+    return destination
+
+
+def _offline_message(url: str, destination: Path, reason: str) -> str:
+    return f"Cannot download {url} ({reason}); download it by hand and place it at {destination}"
