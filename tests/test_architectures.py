@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +20,16 @@ from restorecli.zoo.architectures import (
     local_variant,
     resolve_config,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread() -> Iterator[None]:
+    """Tiny tensors run fastest on one thread; on a shared, busy CPU extra threads only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 TINY_RESTORMER = {"dim": 2, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 1, 2, 2]}
 
@@ -41,12 +52,26 @@ def test_registry_names() -> None:
     assert list(ARCHITECTURES) == ["restormer", "nafnet", "nafnet-local"]
     assert get_arch("nafnet-local").builder is NAFNetLocal
     expected_configs = {
-        "deraining", "motion-deblurring", "defocus-deblurring-single", "defocus-deblurring-dual",
-        "denoise-color", "denoise-gray", "real-denoising", "tiny",
+        "deraining",
+        "motion-deblurring",
+        "defocus-deblurring-single",
+        "defocus-deblurring-dual",
+        "denoise-color",
+        "denoise-gray",
+        "real-denoising",
+        "tiny",
     }
     assert set(ARCHITECTURES["restormer"].configs) == expected_configs
-    assert {"sidd-width32", "sidd-width64", "gopro-width32", "gopro-width64", "reds-width64", "tiny",
-            "lite-w16", "lite-w24"} == set(ARCHITECTURES["nafnet"].configs)
+    assert {
+        "sidd-width32",
+        "sidd-width64",
+        "gopro-width32",
+        "gopro-width64",
+        "reds-width64",
+        "tiny",
+        "lite-w16",
+        "lite-w24",
+    } == set(ARCHITECTURES["nafnet"].configs)
     assert set(ARCHITECTURES["nafnet-local"].configs) == set(ARCHITECTURES["nafnet"].configs)
 
 
@@ -62,8 +87,15 @@ def test_unknown_names_suggest_close_matches() -> None:
 def test_resolve_config_fills_constructor_defaults() -> None:
     default = resolve_config("restormer")
     assert default == {
-        "inp_channels": 3, "out_channels": 3, "dim": 48, "num_blocks": [4, 6, 6, 8], "num_refinement_blocks": 4,
-        "heads": [1, 2, 4, 8], "ffn_expansion_factor": 2.66, "bias": False, "LayerNorm_type": "WithBias",
+        "inp_channels": 3,
+        "out_channels": 3,
+        "dim": 48,
+        "num_blocks": [4, 6, 6, 8],
+        "num_refinement_blocks": 4,
+        "heads": [1, 2, 4, 8],
+        "ffn_expansion_factor": 2.66,
+        "bias": False,
+        "LayerNorm_type": "WithBias",
         "dual_pixel_task": False,
     }
     assert resolve_config("restormer", "deraining") == default

@@ -8,6 +8,8 @@ forward); forwards use the tiny test configs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,16 @@ from restorecli.archs.nafnet import LayerNorm2d, LocalAvgPool2d
 from restorecli.archs.restormer import LayerNorm
 from restorecli.errors import ConfigError
 from restorecli.zoo.architectures import build_model, build_on_meta, resolve_config
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread() -> Iterator[None]:
+    """Tiny tensors run fastest on one thread; on a shared, busy CPU extra threads only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 PARAMETER_COUNTS = [
     ("restormer", "deraining", 26_126_644),
@@ -174,8 +186,19 @@ def test_fresh_nafnet_blocks_are_identity() -> None:
     assert torch.equal(block(x), x)
 
 
-@pytest.mark.parametrize("config", ["tiny", {"dim": 4, "heads": [1, 2, 2, 4], "num_blocks": [1, 1, 1, 1],
-                                               "num_refinement_blocks": 1, "LayerNorm_type": "BiasFree"}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "tiny",
+        {
+            "dim": 4,
+            "heads": [1, 2, 2, 4],
+            "num_blocks": [1, 1, 1, 1],
+            "num_refinement_blocks": 1,
+            "LayerNorm_type": "BiasFree",
+        },
+    ],
+)
 def test_restormer_round_trips_odd_sizes_with_reflect_padding(config: str | dict) -> None:
     model = _randomised(build_model("restormer", config))
     x = torch.rand(1, 3, 67, 93)
@@ -254,19 +277,21 @@ def test_local_pool_fast_variant_approximates_exact() -> None:
 
 def test_tlc_window_sizes_follow_the_training_patch() -> None:
     # Official rule: window = feature size during a train-size pass * int(1.5 * train) // train.
-    model = NAFNetLocal(width=4, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1], train_size=(1, 3, 256, 256))
+    two_levels = {"width": 4, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]}
+    model = NAFNetLocal(**two_levels, train_size=(1, 3, 256, 256))
     assert model.encoders[0][0].sca[0].kernel_size == (384, 384)
     assert model.encoders[1][0].sca[0].kernel_size == (192, 192)
     assert model.middle_blks[0].sca[0].kernel_size == (96, 96)
     assert model.decoders[0][0].sca[0].kernel_size == (192, 192)
     assert model.decoders[1][0].sca[0].kernel_size == (384, 384)
     # A training size that is not a multiple of 4 is padded first, as in the official pass.
-    odd = NAFNetLocal(width=4, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1], train_size=(1, 3, 30, 20))
+    odd = NAFNetLocal(**two_levels, train_size=(1, 3, 30, 20))
     assert odd.encoders[0][0].sca[0].kernel_size == (32 * 45 // 30, 20 * 30 // 20)
 
 
-@pytest.mark.parametrize(("size", "same"), [((32, 32), True), ((48, 48), True), ((40, 28), True),
-                                            ((64, 64), False), ((48, 80), False)])
+@pytest.mark.parametrize(
+    ("size", "same"), [((32, 32), True), ((48, 48), True), ((40, 28), True), ((64, 64), False), ((48, 80), False)]
+)
 def test_tlc_equals_nafnet_while_windows_cover_the_image(size: tuple[int, int], same: bool) -> None:
     # Tiny TLC config: train 32 -> window 48 at full resolution, 24 at level 1, 12 in the middle.
     # Up to 48x48 (padded) every window covers its whole map, so pooling stays global.

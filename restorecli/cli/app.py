@@ -7,6 +7,9 @@ import typer
 from restorecli.cli import inference, models
 from restorecli.cli import datasets
 from restorecli.cli import degrade
+from restorecli.cli import profiler
+from restorecli.cli import evaluate
+from restorecli.cli import training
 
 app = typer.Typer(
     name="restore",
@@ -20,6 +23,9 @@ inference.register(app)
 models.register(app)
 datasets.register(app)
 degrade.register(app)
+profiler.register(app)
+evaluate.register(app)
+training.register(app)
 
 
 def main() -> None:

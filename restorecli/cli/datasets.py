@@ -199,10 +199,10 @@ def crop_patches(
                     ("small", report.small, f"(a side below {size} px: {small_note})"),
                     ("failed", len(report.failures), ""),
                     ("patches", report.patches, f"(written {report.written}, existing {report.existing})"),
-                    ("manifest", report.manifest, ""),
                 ]
             )
         )
+        typer.echo(f"manifest: {report.manifest}")
     for item_id, message in report.failures.items():
         typer.echo(f"Failed {item_id}: {message}", err=True)
     if report.failures:

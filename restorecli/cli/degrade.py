@@ -43,7 +43,9 @@ FormatOption = Annotated[
 def _run(kind: str, input_path: Path, output: Path, params: Any, seed: int, as_json: bool, **options: Any) -> None:
     from restorecli.train.degradations import degrade_files
 
-    summary = degrade_files(kind, input_path, output, params, seed, progress=not as_json, **options)  # type: ignore[arg-type]
+    summary = degrade_files(
+        kind, input_path, output, params, seed, progress=not as_json, **options  # type: ignore[arg-type]
+    )
     _report(summary, as_json)
 
 
@@ -91,7 +93,7 @@ def noise(
     output_format: FormatOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
-    """Additive white Gaussian noise (the papers' protocol by default; --format npy --no-clip --no-quantize keeps it exact)."""
+    """Additive white Gaussian noise; by default the papers' protocol, rounded and clipped to the image's bit depth."""
     from restorecli.train.degradations import NoiseParams
 
     params = NoiseParams(sigma=sigma, clip=clip, quantize=quantize)
@@ -144,7 +146,9 @@ def rain(
         Literal["light", "medium", "heavy", "mixed"],
         typer.Option("--preset", help="Starting ranges: light, medium, heavy, or mixed (light to heavy)."),
     ] = "mixed",
-    density: Annotated[Range | None, typer.Option("--density", help="Fraction of pixels seeding a streak, low high.")] = None,
+    density: Annotated[
+        Range | None, typer.Option("--density", help="Fraction of pixels seeding a streak, low high.")
+    ] = None,
     angle: Annotated[
         Range | None, typer.Option("--angle", help="Degrees from vertical (positive falls to the right), low high.")
     ] = None,

@@ -173,7 +173,7 @@ def evaluate(
     save: Annotated[Path | None, typer.Option("--save", help="With --model: also write restored <stem>.png here.")] = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
-    tile: Annotated[int | None, typer.Option("--tile", min=8, help="With --model: restore in tiles of this size.")] = None,
+    tile: Annotated[int | None, typer.Option("--tile", min=1, help="With --model: tile size in pixels (default: tile only if needed).")] = None,
     tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="With --model: tile overlap in pixels.")] = 32,
 ) -> None:
     """Score predictions against ground truth: PSNR/SSIM as BasicSR, or mIoU/nIoU/PD/FA for masks."""

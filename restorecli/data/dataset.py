@@ -155,11 +155,15 @@ def index_dataset(
     return DatasetIndex(root=root, folders=folders, files=files, missing=missing, unmatched=tuple(unmatched))
 
 
+def shorten(items: Sequence[str], limit: int = 5) -> str:
+    """The first ``limit`` items joined by commas, then ``and N more``: error messages stay one line."""
+    extra = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {extra} more" if extra > 0 else "")
+
+
 def describe_missing(missing: Mapping[str, Sequence[str]], limit: int = 5) -> str:
     """A short human list such as ``a (no masks), b (no images) and 3 more``."""
-    parts = [f"{item_id} (no {', '.join(lacking)})" for item_id, lacking in list(missing.items())[:limit]]
-    extra = len(missing) - limit
-    return ", ".join(parts) + (f" and {extra} more" if extra > 0 else "")
+    return shorten([f"{item_id} (no {', '.join(lacking)})" for item_id, lacking in missing.items()], limit)
 
 
 def _affix(names: Sequence[str], bases: set[str]) -> str | None:

@@ -14,6 +14,7 @@ import csv
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,7 +23,7 @@ import numpy as np
 from natsort import natsorted
 from tqdm import tqdm
 
-from restorecli.data.dataset import PLAIN_FOLDER, DatasetIndex, index_dataset, read_id_list
+from restorecli.data.dataset import PLAIN_FOLDER, DatasetIndex, index_dataset, pattern_hint, read_id_list, shorten
 from restorecli.errors import ConfigError, DatasetError, RestoreError
 from restorecli.images import atomic_path, read_array, write_array
 
@@ -224,15 +225,14 @@ def build_jobs(index: DatasetIndex, output: Path, ids: Sequence[str]) -> list[Cr
 
 
 def _selected_ids(index: DatasetIndex, list_path: Path | None) -> list[str]:
-    """All ids (incomplete ones too, to be reported), or those of ``list_path`` in the list's order."""
+    """All ids (incomplete ones too, to be reported), or those of ``list_path``; natural order."""
     if list_path is None:
         return natsorted([*index.files, *index.missing])
     listed = read_id_list(list_path)
     unknown = [i for i in listed if i not in index.files and i not in index.missing]
     if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise DatasetError(f"Expected the ids of {list_path.name} in {index.root}, but {len(unknown)} are absent: {shown}")
-    return listed
+        raise DatasetError(f"Expected the ids of {list_path} in {index.root}, but {len(unknown)} are absent: {shorten(unknown)}")
+    return natsorted(listed)
 
 
 def crop_patches(
@@ -249,8 +249,8 @@ def crop_patches(
     """Cut every image (or aligned pair) of ``input_dir`` into patches under ``output_dir``.
 
     Output is byte-identical for any ``workers``: each job depends only on its own image, and the manifest
-    ``patches.csv`` (patch, source, x, y, w, h; paths relative to the output and input folders) lists
-    jobs in natural id order (list order with ``list_path``), pair folders in order, then patch index.
+    ``patches.csv`` (patch, source, x, y, w, h; paths relative to the output and input folders) is sorted
+    by natural id order, then patch index, then pair folder. ``patch[:h, :w] == source[y:y+h, x:x+w]``.
 
     Args:
         input_dir: A folder of images, or a dataset root with ``input/ + target/``, ``images/ + masks/``
@@ -259,13 +259,19 @@ def crop_patches(
         options: Patch size, step, threshold, small-image policy, PNG level, resume.
         dirs, patterns: Dataset folders and per-folder name patterns (see ``index_dataset``).
         list_path: Only the ids of this list (e.g. ``train.txt`` from ``restore split``).
-        workers: Processes; 0 means ``os.cpu_count()``.
+        workers: Processes; 0 means ``os.cpu_count()``. They are spawned, so a script calling this with
+            ``workers != 1`` needs the usual ``if __name__ == "__main__":`` guard.
         overwrite: Allow writing into a non-empty output folder, replacing patches of the same name.
         progress: Show a tqdm bar on stderr (when it is a terminal).
     """
     options = options or CropOptions()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     index = index_dataset(input_dir, dirs, patterns)
+    if not index.files:
+        raise DatasetError(
+            f"Expected images present in every folder ({', '.join(index.folders)}), but none is complete"
+            f"{pattern_hint(index)} ({input_dir})"
+        )
     _check_output(index, output_dir, reuse=options.skip_existing or overwrite)
     ids = _selected_ids(index, list_path)
     failures = {i: f"Expected files in {', '.join(index.missing[i])}, but none matches this id" for i in ids if i in index.missing}
@@ -282,9 +288,11 @@ def crop_patches(
                 results.append(_crop_job_star(task))
                 bar.update(1)
         else:
-            # spawn: no inherited locks or threads from the parent (torch, OpenCV), same on every OS
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for result in pool.imap(_crop_job_star, tasks, chunksize=1):
+            # spawn: no locks or threads inherited from the parent (torch, OpenCV), the same on every OS;
+            # an executor (unlike Pool) raises BrokenProcessPool instead of hanging when a worker dies.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as executor:
+                for result in executor.map(_crop_job_star, tasks):
                     results.append(result)
                     bar.update(1)
 

@@ -27,6 +27,7 @@ from restorecli.data.dataset import (
     index_dataset,
     pattern_hint,
     read_id_list,
+    shorten,
     write_id_list,
 )
 from restorecli.errors import ConfigError, DatasetError
@@ -151,9 +152,8 @@ def _check_complete(index: DatasetIndex, existing: Mapping[SplitName, Sequence[s
             f"complete ids only ({index.root})"
         )
     if dropped:
-        shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
         raise DatasetError(
-            f"Expected the ids of the existing lists in the dataset, but {len(dropped)} are gone: {shown}; "
+            f"Expected the ids of the existing lists in the dataset, but {len(dropped)} are gone: {shorten(dropped)}; "
             f"pass --allow-missing to drop them ({index.root})"
         )
     return dropped

@@ -141,11 +141,14 @@ def parse_metrics(text: str) -> tuple[MetricName, ...]:
     return tuple(dict.fromkeys(names))  # type: ignore[arg-type]  # validated above; keeps order, drops repeats
 
 
-def default_metrics(pairs: Sequence[Pair], *, ignore_index: int = DEFAULT_IGNORE_INDEX) -> tuple[MetricName, ...]:
-    """PSNR/SSIM for images, mIoU/nIoU/PD/FA when the first ground truth looks like a mask."""
+def default_metrics(
+    pairs: Sequence[Pair], *, num_classes: int = 2, ignore_index: int = DEFAULT_IGNORE_INDEX
+) -> tuple[MetricName, ...]:
+    """PSNR/SSIM for images, mIoU/nIoU/PD/FA when the first ground truth decodes as a mask."""
     if not pairs:
         return IMAGE_METRICS
-    return MASK_METRICS if looks_like_mask(read_array(pairs[0].gt), ignore_index=ignore_index) else IMAGE_METRICS
+    first = read_array(pairs[0].gt)
+    return MASK_METRICS if looks_like_mask(first, num_classes=num_classes, ignore_index=ignore_index) else IMAGE_METRICS
 
 
 @dataclass(frozen=True)
@@ -406,7 +409,8 @@ def evaluate(
     if not pairs:
         raise MetricError("Expected at least one prediction/ground-truth pair, but got none")
     if settings.metrics is None:
-        settings = replace(settings, metrics=default_metrics(pairs, ignore_index=settings.ignore_index))
+        chosen = default_metrics(pairs, num_classes=settings.num_classes, ignore_index=settings.ignore_index)
+        settings = replace(settings, metrics=chosen)
     totals = _Totals(settings)
     kept: list[PairScore] = []
     jobs = resolve_workers(workers, len(pairs))

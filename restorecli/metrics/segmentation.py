@@ -34,7 +34,6 @@ from restorecli.errors import MetricError
 DEFAULT_IGNORE_INDEX = 255
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_DISTANCE = 3.0
-_MAX_HINTED_CLASSES = 32
 _CONNECTIVITY = 2  # 8-neighbourhood in 2-D, as DNANet's measure.label(..., connectivity=2)
 
 
@@ -89,21 +88,19 @@ def decode_target(mask: np.ndarray, *, num_classes: int, ignore_index: int = DEF
     return mask.astype(np.int64)
 
 
-def looks_like_mask(image: np.ndarray, *, ignore_index: int = DEFAULT_IGNORE_INDEX) -> bool:
-    """True for a single-channel image holding 0/white only, or only small class indices (< 32).
+def looks_like_mask(image: np.ndarray, *, num_classes: int = 2, ignore_index: int = DEFAULT_IGNORE_INDEX) -> bool:
+    """True when ``image`` decodes as a ground-truth mask (:func:`decode_target`): picks mask metrics.
 
-    Used to pick mask metrics by default; an index mask with more classes than ``num_classes`` is
-    still recognised, so decoding it then fails loudly instead of falling back to PSNR/SSIM.
+    Stored single-channel, with only 0 and white (binary) or only class indices below ``num_classes``
+    and the ignore index; a photo, even a dark or constant one, has other values.
     """
+    if np.ndim(image) != 2:
+        return False
     try:
-        mask = _single_channel(image)
+        decode_target(image, num_classes=num_classes, ignore_index=ignore_index)
     except MetricError:
         return False
-    if mask.dtype != np.bool_ and mask.dtype.kind != "u":
-        return False
-    values = _present_values(mask)
-    values = values[values != ignore_index]
-    return bool(np.isin(values, (0, _binary_extreme(mask))).all() or values.max(initial=0) < _MAX_HINTED_CLASSES)
+    return True
 
 
 def decode_prediction(

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from restorecli.engine.device import Precision, fallback_chain, is_out_of_memory, is_unsupported_operator
+from restorecli.engine.device import PRECISIONS, Precision, fallback_chain, is_out_of_memory, is_unsupported_operator
 from restorecli.engine.device import precision_dtype, resolve_device
 from restorecli.engine.padding import round_up
 from restorecli.errors import ConfigError
@@ -174,6 +174,8 @@ def profile(
         raise ConfigError(
             f"Expected batch, depth, repeats >= 1 and warmup >= 0, but got {batch}, {depth}, {repeats}, {warmup}"
         )
+    if precision not in PRECISIONS:
+        raise ConfigError(f"Expected a precision among {', '.join(PRECISIONS)}, but got {precision!r}")
     shapes = target.module if target.module is not None else instantiate(target, torch.device("meta"))
     main_shape = input_shape(target, batch, size)
     macs = count_macs(shapes, main_shape)

@@ -52,19 +52,25 @@ class EMA:
     """Exponential moving average of a model's parameters and buffers, kept in float32.
 
     Restoration models are validated and exported with these averaged weights, which are smoother
-    than the last step's (BasicSR's ``params_ema``). Decay 0 makes the copy track the model exactly.
+    than the last step's (BasicSR's ``params_ema``). The decay ramps up as ``(1 + n) / (10 + n)``
+    after ``n`` updates until it reaches ``decay`` (TensorFlow's ``num_updates`` rule), so early
+    validation scores the trained weights rather than the random initialisation. Decay 0 makes the
+    copy track the model exactly.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
+        self.updates = 0
         self.state = {k: _as_float(v.detach().clone()) for k, v in model.state_dict().items()}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Move the average towards the model's current weights (buffers are copied)."""
+        """Move the average towards the model's current weights (integer buffers are copied)."""
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
         for key, value in model.state_dict().items():
             if value.is_floating_point():
-                self.state[key].lerp_(value.float(), 1.0 - self.decay)
+                self.state[key].lerp_(value.float(), 1.0 - decay)
             else:
                 self.state[key].copy_(value)
 
@@ -72,9 +78,10 @@ class EMA:
         """The averaged weights under the model's own state-dict keys (floating tensors in float32)."""
         return self.state
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore the averaged weights from a checkpoint."""
+    def load_state_dict(self, state: dict[str, torch.Tensor], updates: int) -> None:
+        """Restore the averaged weights and the update count from a checkpoint."""
         self.state = {k: _as_float(v.clone()) for k, v in state.items()}
+        self.updates = updates
 
     def copy_to(self, model: nn.Module) -> None:
         """Load the averaged weights into ``model`` (same architecture)."""

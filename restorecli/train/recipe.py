@@ -195,8 +195,14 @@ class Recipe:
         return Stage(until=self.schedule.iterations, patch=self.data.patch, batch=self.data.batch)
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Read a TOML recipe, apply ``key.sub=value`` overrides, and validate it."""
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), settings: Mapping[str, Any] | None = None) -> Recipe:
+    """Read a TOML recipe, apply ``key.sub=value`` overrides then typed ``settings``, and validate it.
+
+    Args:
+        path: the recipe file.
+        overrides: ``--set`` strings, values typed by TOML (see :func:`parse_override`).
+        settings: dotted keys with Python values (``{"schedule.iterations": 500}``), for CLI options.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -205,7 +211,10 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Expected valid TOML, but got {exc} ({path})") from exc
     for override in overrides:
-        apply_override(raw, override)
+        keys, value = parse_override(override)
+        set_value(raw, keys, value)
+    for key, value in (settings or {}).items():
+        set_value(raw, key.split("."), value)
     return recipe_from_dict(raw, source=str(path))
 
 
@@ -226,14 +235,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return [k.strip() for k in keys], parsed
 
 
-def apply_override(raw: dict[str, Any], text: str) -> None:
-    """Set one ``key.sub=value`` override in the raw recipe mapping, creating tables as needed."""
-    keys, value = parse_override(text)
+def set_value(raw: dict[str, Any], keys: Sequence[str], value: Any) -> None:
+    """Set ``raw[k1][k2]...[kn] = value`` in a raw recipe mapping, creating tables as needed."""
     table = raw
     for key in keys[:-1]:
         child = table.setdefault(key, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"Expected {key!r} to be a table, but it is {child!r} (override {text!r})")
+            raise ConfigError(f"Expected {key!r} to be a table, but it is {child!r} (setting {'.'.join(keys)})")
         table = child
     table[keys[-1]] = value
 

@@ -99,6 +99,7 @@ class Trainer:
             "wall_time_s": self.wall_time_s,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
+            "ema_updates": self.ema.updates,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": ckpt.capture_rng(),
@@ -117,7 +118,7 @@ class Trainer:
                 f"{state.get('arch')} {state.get('config')} ({source})"
             )
         self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict({k: v.to(self.device) for k, v in state["ema"].items()})
+        self.ema.load_state_dict({k: v.to(self.device) for k, v in state["ema"].items()}, int(state["ema_updates"]))
         self.optimizer.load_state_dict(state["optimizer"])
         # The schedule's shape comes from the current recipe (a run may be extended); only the
         # step count and learning rates come from the checkpoint.

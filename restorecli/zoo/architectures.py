@@ -214,7 +214,9 @@ def _nafnet_channels(config: Config) -> tuple[int, int]:
 
 _NAFNET_SIDD: Config = {"enc_blk_nums": [2, 2, 4, 8], "middle_blk_num": 12, "dec_blk_nums": [2, 2, 2, 2]}
 _NAFNET_GOPRO: Config = {"enc_blk_nums": [1, 1, 1, 28], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1]}
-_NAFNET_LITE: Config = {"enc_blk_nums": [1, 1, 1, 2], "middle_blk_num": 2, "dec_blk_nums": [1, 1, 1, 1]}
+# No blocks at full resolution (enc level 1 and the last decoder): there, per-pixel element-wise work
+# dominates CPU time (measured: 2.65 s vs 4.71 s CPU per megapixel on one thread, same block count).
+_NAFNET_LITE: Config = {"enc_blk_nums": [0, 1, 1, 2], "middle_blk_num": 2, "dec_blk_nums": [1, 1, 1, 0]}
 NAFNET_CONFIGS: dict[str, Config] = {
     "sidd-width32": {"width": 32, **_NAFNET_SIDD},
     "sidd-width64": {"width": 64, **_NAFNET_SIDD},

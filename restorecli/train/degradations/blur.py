@@ -54,7 +54,9 @@ class BlurParams:
     def __post_init__(self) -> None:
         low, high = (int(v) for v in as_range("kernel_size_range", self.kernel_size_range, 1))
         if low % 2 == 0 or high % 2 == 0 or tuple(self.kernel_size_range) != (low, high):
-            raise ConfigError(f"Expected odd integer kernel sizes, but got kernel_size_range={self.kernel_size_range!r}")
+            raise ConfigError(
+                f"Expected odd integer kernel sizes, but got kernel_size_range={self.kernel_size_range!r}"
+            )
         object.__setattr__(self, "kernel_size_range", (low, high))
         if self.kind not in KERNEL_KINDS:
             raise ConfigError(f"Expected a blur kind among {', '.join(KERNEL_KINDS)}, but got {self.kind!r}")
@@ -84,7 +86,8 @@ def rasterize_path(points: np.ndarray, size: int) -> np.ndarray:
     cols, rows = base[:, 0].astype(np.intp), base[:, 1].astype(np.intp)
     fx, fy = frac[:, 0], frac[:, 1]
     width = size + 2
-    index = np.concatenate([rows * width + cols, rows * width + cols + 1, (rows + 1) * width + cols, (rows + 1) * width + cols + 1])
+    top_left = rows * width + cols
+    index = np.concatenate([top_left, top_left + 1, top_left + width, top_left + width + 1])
     weight = np.concatenate([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
     grid = np.bincount(index, weights=weight, minlength=width * width).reshape(width, width)[1:-1, 1:-1]
     return (grid / grid.sum()).astype(np.float32)

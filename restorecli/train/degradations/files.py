@@ -19,7 +19,16 @@ import numpy as np
 from tqdm import tqdm
 
 from restorecli.errors import ConfigError, ImageReadError, ImageWriteError
-from restorecli.images import IMAGE_SUFFIXES, atomic_path, dtype_max, list_images, merge_alpha, read_array, split_alpha, write_array
+from restorecli.images import (
+    IMAGE_SUFFIXES,
+    atomic_path,
+    dtype_max,
+    list_images,
+    merge_alpha,
+    read_array,
+    split_alpha,
+    write_array,
+)
 from restorecli.train.degradations.core import DegradationKind, DegradationParams, degrade
 from restorecli.train.degradations.noise import NoiseParams, benchmark_gaussian_noise, finish_noisy
 
@@ -134,7 +143,10 @@ def plan_outputs(input_path: Path, output: Path, output_format: OutputFormat = "
         if resolved in resolved_sources or (target.exists() and os.path.samefile(source, target)):
             raise ImageWriteError(f"Expected an output path other than an input, but got {target} (an input image)")
         if resolved in targets:
-            raise ImageWriteError(f"Expected one input per output name, but {targets[resolved].name} and {source.name} both map to {target}")
+            raise ImageWriteError(
+                f"Expected one input per output name, but {targets[resolved].name} and {source.name} "
+                f"both map to {target}"
+            )
         targets[resolved] = source
     return plan
 
@@ -217,7 +229,9 @@ def degrade_files(
     if isinstance(params, NoiseParams):
         settings["seeding"] = noise_seeding
         if noise_seeding == "benchmark" and params.sigma_range is not None:
-            raise ConfigError(f"Expected a fixed sigma for benchmark seeding, but got sigma_range={params.sigma_range!r}")
+            raise ConfigError(
+                f"Expected a fixed sigma for benchmark seeding, but got sigma_range={params.sigma_range!r}"
+            )
         writes_integers = any(target.suffix.lower() != ".npy" for _, target in plan)
         if writes_integers and not (params.clip and params.quantize):
             raise ConfigError(

@@ -32,9 +32,12 @@ def uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
-    """Accept ``(H, W)`` or ``(H, W, C)`` floating pixels in ``[0, 1]`` and return them as float32."""
+    """Accept ``(H, W)`` or ``(H, W, C)`` floating pixels in ``[0, 1]``; return them float32 and C-contiguous.
+
+    Contiguity matters because OpenCV rejects strided views (flipped or rotated crops).
+    """
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or not np.issubdtype(image.dtype, np.floating):
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", type(image).__name__)
         raise ConfigError(f"Expected a float (H, W) or (H, W, C) image in [0, 1], but got {dtype} with shape {shape}")
-    return image.astype(np.float32, copy=False)
+    return np.ascontiguousarray(image, dtype=np.float32)

@@ -1,0 +1,180 @@
+"""``restore profile``: parameters, MACs/FLOPs per module, latency, throughput and peak memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from restorecli.cli.common import DeviceOption, JsonOption, PrecisionOption, reports_errors
+
+if TYPE_CHECKING:
+    from restorecli.profiling import ProfileReport, SizeResult
+
+_SI_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
+
+
+@reports_errors
+def profile(
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="Architecture: restormer, nafnet or nafnet-local.")
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="Named config of --arch (e.g. deraining, sidd-width32) or a JSON object."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Zoo model name (see `restore models`) instead of --arch.")
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Load this checkpoint (default: random init; counts do not need weights)."),
+    ] = None,
+    size: Annotated[str, typer.Option("--size", help="Image size H or HxW for MACs and the breakdown.")] = "256",
+    sizes: Annotated[
+        str | None,
+        typer.Option("--sizes", help="Comma-separated sizes to measure, e.g. 128,256,512,1024 (default: --size)."),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")] = 1,
+    depth: Annotated[
+        int, typer.Option("--depth", min=1, help="Breakdown depth: 1 = encoder levels, latent, decoders...")
+    ] = 1,
+    top: Annotated[int, typer.Option("--top", min=0, help="Breakdown rows to print (0 = all; JSON has all).")] = 25,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed passes before timing.")] = 2,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed passes per size.")] = 10,
+    latency: Annotated[
+        bool, typer.Option("--latency/--no-latency", help="Time forward passes on --device.")
+    ] = True,
+    memory: Annotated[
+        bool,
+        typer.Option("--memory/--no-memory", help="Measure peak memory (CUDA allocator; CPU: a fresh process)."),
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Profile a network: parameters, MACs/FLOPs per module, latency, throughput and peak memory.
+
+    No weights are needed. Examples: `restore profile --arch restormer --config deraining`,
+    `restore profile --arch nafnet --config sidd-width32 --sizes 128,256,512,1024 --no-memory`.
+    """
+    from restorecli import profiling
+
+    target = profiling.resolve_target(arch=arch, config=config, model=model, weights=weights)
+    report = profiling.profile(
+        target,
+        size=profiling.parse_size(size),
+        sizes=profiling.parse_sizes(sizes) if sizes else (),
+        batch=batch,
+        depth=depth,
+        device=device,
+        precision=precision,  # type: ignore[arg-type]  # validated by the library (ConfigError)
+        warmup=warmup,
+        repeats=repeats,
+        latency=latency,
+        memory=memory,
+    )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report, top))
+
+
+def format_report(report: ProfileReport, top: int) -> str:
+    """The human-readable profile: summary, per-module breakdown, runtime per size, convention."""
+    params = report.parameters
+    shape = "x".join(map(str, report.macs.input_shape))
+    operators = ", ".join(f"{name} {_si(count)}" for name, count in report.macs.by_operator.items())
+    lines = [
+        f"Model       {report.model}  [{report.arch}]  weights: {report.weights or 'random init'}",
+        f"Parameters  {params.total:,} ({params.total / 1e6:.2f} M), trainable {params.trainable:,}; "
+        f"weights {_bytes(report.weights_bytes)}",
+        f"Compute     {_si(report.macs.total)}MACs = {_si(report.macs.flops)}FLOPs at input {shape}"
+        + (f" ({operators})" if operators else ""),
+        "",
+        f"Per module, depth {report.depth}, most MACs first:",
+        _breakdown_table(report, top),
+    ]
+    if report.device is not None:
+        first = report.sizes[0].latency
+        passes = f", {first.warmup} warm-up + {first.repeats} timed passes" if first else ""
+        lines += ["", f"Runtime on {report.device}, {report.precision}, batch {report.batch}{passes}:"]
+        lines.append(_sizes_table(report.sizes))
+    elif len(report.sizes) > 1:
+        lines += ["", "MACs per size:", _sizes_table(report.sizes)]
+    lines += ["", f"Convention: {report.convention}"]
+    lines += [f"Note: {note}" for note in report.notes]
+    return "\n".join(lines)
+
+
+def _breakdown_table(report: ProfileReport, top: int) -> str:
+    shown = report.breakdown if top == 0 else report.breakdown[:top]
+    rows = [
+        [row.name, f"{row.params:,}", f"{100 * row.params_share:.1f}", _si(row.macs), f"{100 * row.macs_share:.1f}"]
+        for row in shown
+    ]
+    table = _table(["module", "params", "% params", "MACs", "% MACs"], rows, right_from=1)
+    hidden = report.breakdown[len(shown) :]
+    if hidden:
+        share = sum(row.macs_share for row in hidden)
+        table += f"\n... {len(hidden)} more rows ({100 * share:.1f}% of MACs); --top 0 or --json shows all"
+    return table
+
+
+def _sizes_table(sizes: list[SizeResult]) -> str:
+    rows = []
+    for result in sizes:
+        timing, peak = result.latency, result.memory
+        rows.append(
+            [
+                f"{result.height}x{result.width}",
+                "x".join(map(str, result.input_shape)),
+                _si(result.macs),
+                f"{timing.median_ms:.2f}" if timing else "-",
+                f"{timing.p90_ms:.2f}" if timing else "-",
+                f"{timing.images_per_second:.2f}" if timing else "-",
+                f"{timing.megapixels_per_second:.2f}" if timing else "-",
+                _memory(peak.peak_bytes, peak.method) if peak else "-",
+                result.error or "",
+            ]
+        )
+    headers = ["size", "input", "MACs", "median ms", "p90 ms", "images/s", "MP/s", "peak memory", ""]
+    return _table(headers, rows, right_from=2)
+
+
+def _table(headers: list[str], rows: list[list[str]], right_from: int) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if index >= right_from else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * width for width in widths]), *map(line, rows)])
+
+
+def _si(count: float) -> str:
+    """``154882031616`` -> ``"154.88 G"`` (decimal prefixes, as papers print GMACs)."""
+    for scale, prefix in _SI_PREFIXES:
+        if abs(count) >= scale:
+            return f"{count / scale:.2f} {prefix}"
+    return f"{count:.0f} "
+
+
+def _bytes(count: int) -> str:
+    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def _memory(peak_bytes: int | None, method: str) -> str:
+    if peak_bytes is None:
+        return method
+    suffix = " (process RSS)" if method.startswith("cpu") else ""
+    return _bytes(peak_bytes) + suffix
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``restore profile`` to the app."""
+    app.command("profile")(profile)

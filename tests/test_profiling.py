@@ -1,0 +1,469 @@
+"""Profiling: MACs against hand counts, parameters against the papers' block formulas, runtime plumbing."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from restorecli import profiling
+from restorecli.archs.restormer import Attention
+from restorecli.errors import ConfigError, UnknownModelError
+from restorecli.profiling import report as report_module
+from restorecli.profiling import runtime
+from restorecli.zoo.architectures import build_model, build_on_meta
+
+
+def macs_of(module: nn.Module, shape: tuple[int, ...], *, on_meta: bool = True) -> profiling.MacCount:
+    return profiling.count_macs(module.eval(), shape, on_meta=on_meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-counted single operators
+
+
+def test_pointwise_conv_counts_one_mac_per_weight_per_output_pixel() -> None:
+    # 16 outputs x 8 inputs per pixel, 10 x 12 pixels, batch 2; the bias add is not counted.
+    assert macs_of(nn.Conv2d(8, 16, 1), (2, 8, 10, 12)).total == 2 * 10 * 12 * 16 * 8
+
+
+def test_depthwise_conv_counts_only_its_own_channel() -> None:
+    # groups=C: each of the 6 outputs sees 1 input channel through a 3x3 kernel.
+    count = macs_of(nn.Conv2d(6, 6, 3, padding=1, groups=6), (1, 6, 9, 7))
+    assert count.total == 9 * 7 * 6 * 9
+    assert count.flops == 2 * count.total
+
+
+def test_grouped_and_strided_convs_use_output_size_and_group_width() -> None:
+    assert macs_of(nn.Conv2d(8, 4, 3, padding=1, groups=2), (1, 8, 6, 6)).total == 6 * 6 * 4 * (8 // 2) * 9
+    # NAFNet's 2x2 stride-2 down-sampling: 4x4 outputs from 8x8.
+    assert macs_of(nn.Conv2d(4, 8, 2, stride=2), (1, 4, 8, 8)).total == 4 * 4 * 8 * 4 * 4
+
+
+def test_transposed_conv_counts_per_input_pixel() -> None:
+    # Every input pixel and channel scatters a 2x2 kernel into 2 output channels.
+    assert macs_of(nn.ConvTranspose2d(4, 2, 2, stride=2), (1, 4, 5, 5)).total == 5 * 5 * 4 * 2 * 2 * 2
+
+
+def test_linear_counts_in_times_out_per_row_without_bias() -> None:
+    # Applied to the last axis: N*C*H rows of W features each.
+    assert macs_of(nn.Linear(7, 3), (2, 4, 5, 7)).total == 2 * 4 * 5 * 7 * 3
+
+
+class ChannelGram(nn.Module):
+    """``X X^T`` over channels, then ``(X X^T) X``: the shape of Restormer's transposed attention."""
+
+    def __init__(self, use_einsum: bool) -> None:
+        super().__init__()
+        self.use_einsum = use_einsum
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.flatten(2)
+        if self.use_einsum:
+            gram = torch.einsum("bcn,bdn->bcd", flat, flat)
+            return torch.einsum("bcd,bdn->bcn", gram, flat)
+        return (flat @ flat.transpose(1, 2)) @ flat
+
+
+@pytest.mark.parametrize("use_einsum", [False, True])
+def test_activation_matmul_and_einsum_are_counted(use_einsum: bool) -> None:
+    n, c, h, w = 2, 5, 4, 3
+    count = macs_of(ChannelGram(use_einsum), (n, c, h, w))
+    assert count.total == 2 * n * c * c * h * w  # two (C x HW)(HW x C)-sized products
+    assert set(count.by_operator) == {"bmm"}
+
+
+class Uncounted(nn.Module):
+    """Element-wise ops, normalisation, softmax, pooling and resampling: all outside the convention."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(6)
+        self.pool = nn.AvgPool2d(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.norm(x).softmax(dim=1) * x + 1
+        y = F.pixel_shuffle(self.pool(F.gelu(y)).repeat(1, 4, 1, 1), 2)
+        return F.interpolate(y, scale_factor=2, mode="bilinear")
+
+
+def test_elementwise_norm_softmax_pooling_and_resampling_are_not_counted() -> None:
+    count = macs_of(Uncounted(), (1, 3, 6, 6))
+    assert count.total == 0
+    assert count.by_operator == {}
+
+
+def test_meta_count_equals_real_count_and_leaves_the_module_untouched() -> None:
+    model = build_model("restormer", "tiny").eval()
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    on_meta = macs_of(model, (1, 3, 32, 32))
+    real = macs_of(model, (1, 3, 32, 32), on_meta=False)
+    assert on_meta == real
+    assert all(t.device.type == "cpu" and torch.equal(t, before[name]) for name, t in model.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole networks against independent references
+
+
+def conv_macs_by_hooks(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """Reference: sum over every Conv2d of output elements x (in/groups) x kernel area."""
+    total = 0
+
+    def hook(conv: nn.Module, _: tuple[Tensor, ...], out: Tensor) -> None:
+        nonlocal total
+        assert isinstance(conv, nn.Conv2d)
+        total += out.numel() * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.rand(shape))
+    for handle in handles:
+        handle.remove()
+    return total
+
+
+def attention_macs_by_hooks(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """Reference: MDTA's q@k^T and attn@v cost ``2 * N * C^2/heads * H * W`` per block."""
+    total = 0
+
+    def hook(attn: nn.Module, args: tuple[Tensor, ...]) -> None:
+        nonlocal total
+        n, c, h, w = args[0].shape
+        total += 2 * n * c * (c // attn.num_heads) * h * w  # type: ignore[operator]
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, Attention)]
+    with torch.no_grad():
+        model(torch.rand(shape))
+    for handle in handles:
+        handle.remove()
+    return total
+
+
+def test_tiny_restormer_macs_are_its_convolutions_plus_its_attention_products() -> None:
+    model = build_model("restormer", "tiny").eval()
+    shape = (2, 3, 32, 48)
+    count = macs_of(model, shape)
+    assert count.by_operator["convolution"] == conv_macs_by_hooks(model, shape)
+    assert count.by_operator["bmm"] == attention_macs_by_hooks(model, shape) > 0
+    assert count.total == count.by_operator["convolution"] + count.by_operator["bmm"]
+
+
+def test_tiny_nafnet_macs_are_its_convolutions() -> None:
+    model = build_model("nafnet", "tiny").eval()
+    shape = (1, 3, 32, 32)
+    count = macs_of(model, shape)
+    assert count.by_operator == {"convolution": conv_macs_by_hooks(model, shape)}
+
+
+def test_restormer_deraining_at_256_matches_the_paper_and_counts_attention() -> None:
+    count = macs_of(build_on_meta("restormer", "deraining"), (1, 3, 256, 256))
+    # The paper's "140 G FLOPs" (github.com/swz30/Restormer/issues/19: at 256x256) is the
+    # convolutions' MACs; its counter (KAIR) does not see the attention products.
+    assert count.by_operator["convolution"] == pytest.approx(140e9, rel=0.01)
+    # Attention: 2 * C^2/heads * HW per block, summed by level (blocks, C, heads, HW).
+    levels = [(4, 48, 1, 256**2), (6, 96, 2, 128**2), (6, 192, 4, 64**2), (8, 384, 8, 32**2)]
+    levels += [(6, 192, 4, 64**2), (6, 96, 2, 128**2), (4 + 4, 96, 1, 256**2)]  # decoders, refinement
+    assert count.by_operator["bmm"] == sum(blocks * 2 * c * c // heads * hw for blocks, c, heads, hw in levels)
+
+
+# Exact parameter counts from the papers' block definitions (bias-free Restormer convs, GDFN width
+# int(2.66 C), WithBias LayerNorm; NAFBlock with DW_Expand = FFN_Expand = 2 and biased convs).
+
+
+def restormer_parameters(dim: int = 48, blocks: tuple[int, ...] = (4, 6, 6, 8), refine: int = 4) -> int:
+    def block(c: int, heads: int) -> int:
+        hidden = int(c * 2.66)
+        attention = heads + c * 3 * c + 3 * c * 9 + c * c
+        feed_forward = c * 2 * hidden + 2 * hidden * 9 + hidden * c
+        return 2 * (2 * c) + attention + feed_forward
+
+    heads = (1, 2, 4, 8)
+    encoder = sum(blocks[i] * block(dim * 2**i, heads[i]) for i in range(4))
+    decoder = blocks[2] * block(4 * dim, 4) + blocks[1] * block(2 * dim, 2) + (blocks[0] + refine) * block(2 * dim, 1)
+    downs = sum(dim * 2**i * dim * 2**i // 2 * 9 for i in range(3))
+    ups = sum(dim * 2**i * dim * 2 ** (i + 1) * 9 for i in (3, 2, 1))
+    reductions = 8 * dim * 4 * dim + 4 * dim * 2 * dim
+    return 3 * dim * 9 + encoder + downs + ups + reductions + decoder + 2 * dim * 3 * 9
+
+
+def nafnet_parameters(width: int, encoders: list[int], middle: int, decoders: list[int]) -> int:
+    def block(c: int) -> int:
+        return 7 * c * c + 33 * c
+
+    total = (3 * width * 9 + width) + (width * 3 * 9 + 3)
+    c = width
+    for count in encoders:
+        total += count * block(c) + c * 2 * c * 4 + 2 * c
+        c *= 2
+    total += middle * block(c)
+    for count in decoders:
+        total += c * 2 * c
+        c //= 2
+        total += count * block(c)
+    return total
+
+
+@pytest.mark.parametrize(
+    ("arch", "config", "expected", "paper_millions"),
+    [
+        ("restormer", "deraining", restormer_parameters(), 26.13),
+        ("nafnet", "sidd-width32", nafnet_parameters(32, [2, 2, 4, 8], 12, [2, 2, 2, 2]), 29.1),
+        ("nafnet", "sidd-width64", nafnet_parameters(64, [2, 2, 4, 8], 12, [2, 2, 2, 2]), 115.9),
+        ("nafnet", "gopro-width64", nafnet_parameters(64, [1, 1, 1, 28], 1, [1, 1, 1, 1]), None),
+        ("nafnet-local", "gopro-width64", nafnet_parameters(64, [1, 1, 1, 28], 1, [1, 1, 1, 1]), None),
+    ],
+)
+def test_zoo_parameter_counts_are_exact(arch: str, config: str, expected: int, paper_millions: float | None) -> None:
+    counted = profiling.count_parameters(build_on_meta(arch, config))
+    assert counted == profiling.ParameterCount(total=expected, trainable=expected)
+    if paper_millions is not None:  # 26.13 M (Restormer paper); 29.1 / 115.9 M (NAFNet issue #51, ptflops)
+        assert expected == pytest.approx(paper_millions * 1e6, rel=0.003)
+
+
+def test_trainable_excludes_frozen_parameters_and_bytes_follow_dtype() -> None:
+    model = nn.Sequential(nn.Conv2d(2, 3, 1), nn.Conv2d(3, 3, 1).half())
+    model[0].weight.requires_grad_(False)
+    assert profiling.count_parameters(model) == profiling.ParameterCount(total=9 + 12, trainable=3 + 12)
+    assert profiling.tensor_bytes(model) == 9 * 4 + 12 * 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-module breakdown
+
+
+class Block(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.mix = nn.Conv2d(c, c, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.flatten(2)
+        return self.mix(x) + ((flat @ flat.transpose(1, 2)) @ flat).view_as(x) * self.scale
+
+
+class Net(nn.Module):
+    """A U-Net-like toy: a ModuleList of levels (as NAFNet), a Sequential stage, a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList([nn.Sequential(Block(4), Block(4)), nn.Sequential(Block(4))])
+        self.head = nn.Conv2d(4, 2, 3, padding=1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for level in self.levels:
+            x = level(x)
+        return self.head(x)
+
+
+def test_unit_paths_join_module_list_items_but_not_sequential_items() -> None:
+    paths = profiling.unit_paths(Net())
+    assert paths["levels"] == ("levels",)
+    assert paths["levels.0"] == ("levels.0",)
+    assert paths["levels.0.1.mix"] == ("levels.0", "1", "mix")
+    assert paths["head"] == ("head",)
+
+
+def test_breakdown_depth_one_lists_levels_with_shares() -> None:
+    net = Net().eval()
+    count = macs_of(net, (1, 4, 3, 3))
+    block = 9 * 4 * 4 + 2 * 4 * 4 * 9  # 1x1 mix + the two products
+    assert count.total == 3 * block + 9 * 2 * 4 * 9
+    rows = {row.name: row for row in profiling.breakdown(net, count, depth=1)}
+    assert rows.keys() == {"levels.0", "levels.1", "head"}
+    assert rows["levels.0"].macs == 2 * block and rows["levels.0"].params == 2 * (1 + 16)
+    assert rows["head"].macs == 9 * 2 * 4 * 9 and rows["head"].params == 2 * 4 * 9
+    assert sum(row.macs_share for row in rows.values()) == pytest.approx(1.0)
+    assert sum(row.params_share for row in rows.values()) == pytest.approx(1.0)
+    assert rows["levels.0"].macs_share == pytest.approx(2 * block / count.total)
+
+
+def test_breakdown_deeper_puts_own_work_of_a_parent_in_an_own_row_sorted_by_macs() -> None:
+    net = Net().eval()
+    count = macs_of(net, (1, 4, 3, 3))
+    rows = profiling.breakdown(net, count, depth=3)
+    by_name = {row.name: row for row in rows}
+    # The products happen in Block.forward itself; its scale parameter is its own too.
+    assert by_name["levels.0.1 (own)"].macs == 2 * 4 * 4 * 9
+    assert by_name["levels.0.1 (own)"].params == 1
+    assert by_name["levels.0.1.mix"].macs == 9 * 4 * 4
+    assert by_name["head"].macs == 9 * 2 * 4 * 9  # a leaf shallower than depth keeps its name
+    assert sum(row.macs for row in rows) == count.total
+    assert [row.macs for row in rows] == sorted((row.macs for row in rows), reverse=True)
+
+
+def test_restormer_depth_one_rows_are_its_stages() -> None:
+    model = build_on_meta("restormer", "tiny")
+    rows = profiling.breakdown(model, macs_of(model, (1, 3, 32, 32)), depth=1)
+    assert {row.name for row in rows} == {name for name, _ in model.named_children()}
+    assert sum(row.params for row in rows) == profiling.count_parameters(model).total
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and sizes
+
+
+def test_resolve_target_from_arch_config_model_and_json() -> None:
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    assert (target.label, target.in_channels, target.pad_multiple) == ("nafnet (tiny)", 3, 4)
+    custom = profiling.resolve_target(arch="restormer", config='{"dim": 8, "inp_channels": 1, "out_channels": 1}')
+    assert (custom.label, custom.config["dim"], custom.in_channels, custom.pad_multiple) == ("restormer (custom)", 8, 1, 8)
+    zoo = profiling.resolve_target(model="nafnet-gopro-width64")
+    assert (zoo.arch, zoo.config["width"], zoo.weights) == ("nafnet-local", 64, None)  # TLC, as inference runs it
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({}, ConfigError),
+        ({"arch": "nafnet", "model": "nafnet-sidd-width32"}, ConfigError),
+        ({"config": "tiny"}, ConfigError),
+        ({"arch": "nafnet", "config": "{not json"}, ConfigError),
+        ({"arch": "nafnet", "config": "[1, 2]"}, ConfigError),
+        ({"arch": "nafnett"}, UnknownModelError),
+        ({"arch": "nafnet", "config": "tinny"}, UnknownModelError),
+    ],
+)
+def test_resolve_target_rejects_bad_selections(kwargs: dict[str, str], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        profiling.resolve_target(**kwargs)
+
+
+def test_weights_are_loaded_strictly(tmp_path: Path) -> None:
+    source = build_model("nafnet", "tiny")
+    path = tmp_path / "tiny.pth"
+    torch.save(source.state_dict(), path)
+    target = profiling.resolve_target(arch="nafnet", config="tiny", weights=path)
+    assert target.weights == str(path) and target.module is not None
+    assert torch.equal(target.module.intro.weight, source.intro.weight)
+    inferred = profiling.resolve_target(weights=path)  # architecture and config from the keys
+    assert (inferred.arch, inferred.config) == ("nafnet", target.config)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("256", (256, 256)), ("720x1280", (720, 1280)), (" 64 X 32 ", (64, 32))]
+)
+def test_parse_size(text: str, size: tuple[int, int]) -> None:
+    assert profiling.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "12x", "x12", "-4", "3.5", "64x0"])
+def test_parse_size_rejects_non_sizes(text: str) -> None:
+    with pytest.raises(ConfigError):
+        profiling.parse_size(text)
+
+
+def test_parse_sizes_and_padding_to_the_network_multiple() -> None:
+    assert profiling.parse_sizes("128, 256,512x768") == [(128, 128), (256, 256), (512, 768)]
+    target = profiling.resolve_target(arch="restormer", config="tiny")
+    assert profiling.input_shape(target, 2, (30, 33)) == (2, 3, 32, 40)
+
+
+# ---------------------------------------------------------------------------------------------
+# Latency, memory, and the whole profile
+
+
+def test_latency_statistics_from_a_controlled_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    durations_ms = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6]  # unordered on purpose
+    ticks = itertools.chain.from_iterable((0.0, d / 1e3) for d in durations_ms)
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: next(ticks))
+    calls = []
+    latency = profiling.measure_latency(calls.append, torch.zeros(4, 3, 10, 20), warmup=3, repeats=10, pixels=150)
+    assert len(calls) == 13
+    assert latency.median_ms == pytest.approx(5.5)
+    assert latency.p90_ms == pytest.approx(9.1)  # linear interpolation between 9 and 10
+    assert latency.min_ms == pytest.approx(1.0)
+    assert latency.images_per_second == pytest.approx(4 / 5.5e-3)
+    assert latency.megapixels_per_second == pytest.approx(4 * 150 / 5.5e-3 / 1e6)
+
+
+def test_cpu_peak_memory_comes_from_a_fresh_process() -> None:
+    request = profiling.PeakRequest(
+        arch="nafnet", config=profiling.resolve_target(arch="nafnet", config="tiny").config,
+        input_shape=[1, 3, 512, 512], precision="fp32", threads=1,
+    )
+    ballast = torch.ones(64 * 2**20)  # 256 MiB held by this process must not show up in the child's peak
+    peak = profiling.measure_cpu_peak(request)
+    del ballast
+    assert peak.method == "cpu-rss-subprocess"
+    assert peak.peak_bytes is not None
+    # At least the input and the 4-channel intro activation (3 + 4 planes of 512x512 float32).
+    assert 7 * 512 * 512 * 4 <= peak.peak_bytes < 200 * 2**20
+
+
+def test_cuda_peak_reads_the_allocator_after_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    allocated = {"peak": 0}
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: allocated.update(peak=0))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: allocated["peak"])
+    peak = profiling.measure_cuda_peak(lambda x: allocated.update(peak=12345), torch.zeros(1))
+    assert peak == profiling.PeakMemory(peak_bytes=12345, method="cuda-allocator")
+
+
+def test_profile_counts_times_and_reports_json_ready() -> None:
+    target = profiling.resolve_target(arch="restormer", config="tiny")
+    result = profiling.profile(target, size=(30, 32), batch=2, depth=2, device="cpu", warmup=0, repeats=2, memory=False)
+    assert result.macs.input_shape == (2, 3, 32, 32)
+    assert result.macs.total == macs_of(build_on_meta("restormer", "tiny"), (2, 3, 32, 32)).total
+    assert result.device == "cpu" and len(result.sizes) == 1
+    timing = result.sizes[0].latency
+    assert timing is not None and timing.repeats == 2 and timing.median_ms > 0
+    assert any("30x32 padded to multiples of 8" in note for note in result.notes)
+    data = result.to_dict()
+    assert data["macs"]["flops"] == 2 * data["macs"]["macs"] == 2 * result.macs.total
+    assert data["sizes"][0]["flops"] == 2 * result.sizes[0].macs
+    assert "FLOPs = 2 x MACs" in data["convention"]
+
+
+def test_profile_sizes_scale_macs_with_pixels_and_skip_runtime_when_asked() -> None:
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    result = profiling.profile(target, sizes=[(16, 16), (32, 32), (64, 64)], latency=False, memory=False)
+    assert result.device is None
+    assert [s.macs for s in result.sizes] == [result.sizes[0].macs * k for k in (1, 4, 16)]
+    assert all(s.latency is None and s.memory is None for s in result.sizes)
+
+
+def test_out_of_memory_at_one_size_is_reported_and_the_sweep_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = runtime.measure_latency
+
+    def fails_when_large(module: nn.Module, x: Tensor, **kwargs: object) -> profiling.Latency:
+        if x.shape[-1] > 16:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(module, x, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report_module, "measure_latency", fails_when_large)
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    result = profiling.profile(target, sizes=[(16, 16), (32, 32)], device="cpu", warmup=0, repeats=1, memory=False)
+    assert result.sizes[0].error is None and result.sizes[0].latency is not None
+    assert result.sizes[1].error == "out of memory" and result.sizes[1].latency is None
+
+
+def test_auto_moves_to_the_next_device_when_an_operator_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = runtime.measure_latency
+    failures = iter([NotImplementedError("The operator 'aten::foo' is not currently implemented for the MPS device")])
+
+    def first_device_lacks_an_operator(module: nn.Module, x: Tensor, **kwargs: object) -> profiling.Latency:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real(module, x, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report_module, "measure_latency", first_device_lacks_an_operator)
+    monkeypatch.setattr(report_module, "fallback_chain", lambda device: [torch.device("cpu")])
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    result = profiling.profile(target, size=(16, 16), device="auto", warmup=0, repeats=1, memory=False)
+    assert result.device == "cpu" and result.sizes[0].latency is not None
+    assert any("lacks an operator" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"batch": 0}, {"depth": 0}, {"repeats": 0}, {"warmup": -1}, {"precision": "fp8"}]
+)
+def test_profile_rejects_bad_settings(kwargs: dict[str, object]) -> None:
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    with pytest.raises(ConfigError):
+        profiling.profile(target, latency=False, memory=False, **kwargs)  # type: ignore[arg-type]
