@@ -1,7 +1,8 @@
 """Throughput of ``restore crop-patches`` on a folder of 2K images (DIV2K size 2040x1356, 480/240 patches).
 
 Usage: ``python bench/bench_crop.py [--count 8] [--width 2040 --height 1356] [--workers 1,2] [--folder DIR]``.
-Prints images/s, input MB/s (PNG bytes read), decoded MB/s (pixels cut) and patches/s per worker count.
+Prints images/s, input MB/s (PNG bytes read), decoded MB/s (pixels cut), patches/s and CPU seconds per
+image (this process plus its finished workers: a figure that stays meaningful on a busy shared machine).
 Generated images are smooth gradients plus noise, so PNG sizes resemble photographs rather than
 incompressible noise.
 """
@@ -9,6 +10,7 @@ incompressible noise.
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +21,12 @@ from restorecli.data import CropOptions, crop_patches
 from restorecli.images import list_images, write_array
 
 MEGABYTE = 1e6
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of its terminated, reaped children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def make_images(folder: Path, count: int, width: int, height: int, seed: int = 0) -> None:
@@ -52,16 +60,23 @@ def main() -> None:
         files = list_images(source)
         input_mb = sum(p.stat().st_size for p in files) / MEGABYTE
         print(f"{len(files)} images, {input_mb:.1f} MB of PNG, size {args.size} step {args.step}")
-        print(f"{'workers':>7}  {'seconds':>8}  {'images/s':>8}  {'input MB/s':>10}  {'decoded MB/s':>12}  {'patches/s':>9}")
+        header = ("workers", "seconds", "images/s", "input MB/s", "decoded MB/s", "patches/s", "CPU s/image")
+        print("  ".join(f"{title:>12}" for title in header))
         for workers in (int(w) for w in args.workers.split(",")):
             output = Path(temp) / f"out-{workers}"
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_seconds()
             report = crop_patches(source, output, CropOptions(size=args.size, step=args.step), workers=workers)
-            seconds = time.perf_counter() - start
-            print(
-                f"{workers:>7}  {seconds:>8.2f}  {report.images / seconds:>8.2f}  {input_mb / seconds:>10.1f}  "
-                f"{report.pixels_bytes / MEGABYTE / seconds:>12.1f}  {report.written / seconds:>9.1f}"
+            seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+            row = (
+                f"{workers}",
+                f"{seconds:.2f}",
+                f"{report.images / seconds:.2f}",
+                f"{input_mb / seconds:.1f}",
+                f"{report.pixels_bytes / MEGABYTE / seconds:.1f}",
+                f"{report.written / seconds:.1f}",
+                f"{cpu / report.images:.2f}",
             )
+            print("  ".join(f"{cell:>12}" for cell in row))
 
 
 if __name__ == "__main__":

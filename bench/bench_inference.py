@@ -1,8 +1,10 @@
 """Images per second and peak memory of the inference engine, one lever at a time.
 
 Each row runs in a fresh Python process, so its peak resident memory (``ru_maxrss``) belongs to that
-row alone; "work MiB" is the peak minus the process's footprint just before the first image (torch,
-the model, the input). Rows:
+row alone; "work MiB" is the peak minus the process's footprint just before the timed runs (torch,
+the model, the input). "CPU s/img" is the process's CPU time (all threads) per image: on a shared,
+busy machine it is steadier than wall-clock images/s for comparing compute levers, while the I/O
+overlap shows only in wall-clock time. Rows:
 
 - ``inference_mode`` vs ``no_grad``: the bare model forward under each context (no engine);
 - the engine untiled, contiguous vs channels-last, fp32 vs bf16 autocast;
@@ -35,6 +37,7 @@ ROWS: dict[str, str] = {
     "bf16": "engine untiled, bf16 autocast",
     "tiles-batch-1": "engine tiles of {tile}, 1 per batch",
     "tiles-batch-n": "engine tiles of {tile}, {tile_batch} per batch",
+    "files-io-only": "read + write {images} PNGs, no model",
     "files-serial": "restore_files {images} PNGs, io_threads=0",
     "files-overlap": "restore_files {images} PNGs, io_threads=2",
 }
@@ -62,7 +65,10 @@ def make_images(folder: Path, count: int, size: int) -> list[Path]:
     paths = []
     for index in range(count):
         phase = rng.uniform(0, 2 * np.pi, 3)
-        planes = [0.5 + 0.35 * np.sin(2 * np.pi * (2 + index) * rows + phase[c]) * np.cos(9 * cols + phase[c]) for c in range(3)]
+        planes = [
+            0.5 + 0.35 * np.sin(2 * np.pi * (2 + index) * rows + phase[c]) * np.cos(9 * cols + phase[c])
+            for c in range(3)
+        ]
         pixels = np.clip(np.stack(planes, axis=2) * 255 + rng.normal(0, 6, (size, size, 3)), 0, 255)
         paths.append(folder / f"{index:03d}.png")
         write_array(paths[-1], pixels.round().astype(np.uint8))
@@ -102,6 +108,7 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
 
     from restorecli.engine import restore_array, restore_files, restore_tensor
     from restorecli.engine.padding import pad_to_multiple
+    from restorecli.images import read_array, write_array
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +134,8 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
         def work(image: object) -> object:
             if isinstance(image, np.ndarray):  # warm-up through the same engine path
                 return restore_array(descriptor, image, **whole)
+            if args.row == "files-io-only":
+                return [write_array(output / path.name, read_array(path)) for path in paths]
             return restore_files(descriptor, paths, output, progress=False, io_threads=threads, **whole)
 
         inputs = (np.zeros((64, 64, 3), np.uint8), paths)
@@ -146,12 +155,18 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
     warm_up, measured = inputs
     work(warm_up)  # lazy initialisation (oneDNN, allocator) outside the timing and the memory baseline
     base = _rss_mib()
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         work(measured)
         times.append(time.perf_counter() - start)
-    return {"images_per_second": count / statistics.median(times), "peak_mib": _peak_mib(), "work_mib": _peak_mib() - base}
+        cpu_times.append(time.process_time() - cpu_start)
+    return {
+        "images_per_second": count / statistics.median(times),
+        "cpu_seconds_per_image": statistics.median(cpu_times) / count,
+        "peak_mib": _peak_mib(),
+        "work_mib": _peak_mib() - base,
+    }
 
 
 def main() -> None:
@@ -178,7 +193,8 @@ def main() -> None:
             f"{args.arch}:{args.config}, {args.size}x{args.size} RGB, {os.cpu_count()} CPU cores, "
             f"torch threads {args.threads or 'default'}, load average {os.getloadavg()[0]:.1f} at start"
         )
-        print(f"{'row':<48} {'images/s':>9} {'peak MiB':>9} {'work MiB':>9}")
+        print(f"{'row':<48} {'images/s':>9} {'CPU s/img':>9} {'peak MiB':>9} {'work MiB':>9}")
+        seconds: dict[str, float] = {}
         for row in args.rows.split(","):
             command = [sys.executable, __file__, "--row", row, "--folder", folder]
             for flag in ("arch", "config", "size", "tile", "tile_batch", "repeats", "threads"):
@@ -188,11 +204,20 @@ def main() -> None:
                 print(f"{row}: failed\n{done.stderr}", file=sys.stderr)
                 continue
             result = json.loads(done.stdout.strip().splitlines()[-1])
+            seconds[row] = 1 / result["images_per_second"]
             label = ROWS[row].format(tile=args.tile, tile_batch=args.tile_batch, images=args.images)
             print(
-                f"{label:<48} {result['images_per_second']:>9.3f} {result['peak_mib']:>9.0f} {result['work_mib']:>9.0f}"
+                f"{label:<48} {result['images_per_second']:>9.3f} {result['cpu_seconds_per_image']:>9.3f} "
+                f"{result['peak_mib']:>9.0f} {result['work_mib']:>9.0f}"
             )
         print(f"load average {os.getloadavg()[0]:.1f} at end")
+        if {"untiled", "files-io-only", "files-serial", "files-overlap"} <= seconds.keys():
+            io, compute = seconds["files-io-only"], seconds["untiled"]
+            hidden = (seconds["files-serial"] - seconds["files-overlap"]) / io
+            print(
+                f"per image: compute {compute:.2f} s, I/O {io:.2f} s, serial {seconds['files-serial']:.2f} s, "
+                f"overlapped {seconds['files-overlap']:.2f} s -> {hidden:.0%} of the I/O time hidden"
+            )
 
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ def test_crop_patches_pairs_from_a_split_list(tmp_path: Path) -> None:
 def test_crop_patches_table_counts_small_images(tmp_path: Path) -> None:
     write_array(tmp_path / "in" / "big.png", np.zeros((64, 64, 3), np.uint8))
     write_array(tmp_path / "in" / "small.png", np.zeros((10, 64, 3), np.uint8))
-    result = runner.invoke(app, ["crop-patches", str(tmp_path / "in"), str(tmp_path / "out"), "--size", "64", "--workers", "1"])
+    result = runner.invoke(
+        app, ["crop-patches", str(tmp_path / "in"), str(tmp_path / "out"), "--size", "64", "--workers", "1"]
+    )
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
     assert rows["images"] == "2" and rows["cropped"] == "1" and rows["small"] == "1" and rows["patches"] == "1"
@@ -104,7 +106,9 @@ def test_crop_patches_table_counts_small_images(tmp_path: Path) -> None:
 def test_crop_patches_bad_image_reported_and_exit_1(tmp_path: Path) -> None:
     write_array(tmp_path / "in" / "good.png", np.zeros((32, 32), np.uint8))
     (tmp_path / "in" / "bad.png").write_bytes(b"not an image")
-    result = runner.invoke(app, ["crop-patches", str(tmp_path / "in"), str(tmp_path / "out"), "--size", "32", "--workers", "1"])
+    result = runner.invoke(
+        app, ["crop-patches", str(tmp_path / "in"), str(tmp_path / "out"), "--size", "32", "--workers", "1"]
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith("Failed bad: Expected a decodable image")
     assert (tmp_path / "out" / "good_s001.png").is_file()
@@ -123,8 +127,24 @@ def test_crop_patches_refuses_nonempty_output_and_bad_small_value(tmp_path: Path
 @pytest.mark.parametrize(
     ("command", "options"),
     [
-        ("split", ["--train", "--val", "--test", "--seed", "--name", "--dirs", "--pattern", "--allow-missing", "--materialize"]),
-        ("crop-patches", ["--size", "--step", "--thresh-size", "--pairs", "--list", "--small", "--workers", "--skip-existing"]),
+        (
+            "split",
+            [
+                "--train",
+                "--val",
+                "--test",
+                "--seed",
+                "--name",
+                "--dirs",
+                "--pattern",
+                "--allow-missing",
+                "--materialize",
+            ],
+        ),
+        (
+            "crop-patches",
+            ["--size", "--step", "--thresh-size", "--pairs", "--list", "--small", "--workers", "--skip-existing"],
+        ),
     ],
 )
 def test_help_describes_every_option(command: str, options: list[str]) -> None:

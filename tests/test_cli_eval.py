@@ -83,11 +83,11 @@ def test_identical_images_report_inf_in_strict_json(tmp_path: Path) -> None:
 def test_unmatched_files_fail_unless_allowed(image_set: tuple[Path, Path]) -> None:
     pred_dir, gt_dir = image_set
     (pred_dir / "im1.png").rename(pred_dir / "other.png")
-    result = runner.invoke(app, ["eval", str(pred_dir), "--gt", str(gt_dir)])
+    result = runner.invoke(app, ["eval", str(pred_dir), "--gt", str(gt_dir), "--workers", "1"])
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: Expected every file to have a partner")
     assert "other.png" in result.stderr
-    allowed = runner.invoke(app, ["eval", str(pred_dir), "--gt", str(gt_dir), "--allow-missing"])
+    allowed = runner.invoke(app, ["eval", str(pred_dir), "--gt", str(gt_dir), "--allow-missing", "--workers", "1"])
     assert allowed.exit_code == 0, allowed.output
     assert "Warning: skipped 1 predictions without ground truth: other.png" in allowed.stderr
     assert "restore eval: 1 pairs" in allowed.stdout
@@ -96,7 +96,7 @@ def test_unmatched_files_fail_unless_allowed(image_set: tuple[Path, Path]) -> No
 def test_mis_sized_pair_is_a_clear_error(tmp_path: Path) -> None:
     write_array(tmp_path / "p" / "x.png", np.zeros((16, 16, 3), np.uint8))
     write_array(tmp_path / "g" / "x.png", np.zeros((17, 16, 3), np.uint8))
-    result = runner.invoke(app, ["eval", str(tmp_path / "p"), "--gt", str(tmp_path / "g")])
+    result = runner.invoke(app, ["eval", str(tmp_path / "p"), "--gt", str(tmp_path / "g"), "--workers", "1"])
     assert result.exit_code == 1
     assert "Error: Expected the same size and channels, but got (16, 16, 3) and (17, 16, 3)" in result.stderr
 
@@ -134,7 +134,7 @@ def test_masks_with_gt_pattern(tmp_path: Path) -> None:
 )
 def test_bad_options_are_errors(image_set: tuple[Path, Path], arguments: list[str], message: str) -> None:
     pred_dir, gt_dir = image_set
-    result = runner.invoke(app, ["eval", str(pred_dir), "--gt", str(gt_dir), *arguments])
+    result = runner.invoke(app, ["eval", str(pred_dir), "--gt", str(gt_dir), "--workers", "1", *arguments])
     assert result.exit_code == 1
     assert result.stderr.startswith(message)
 

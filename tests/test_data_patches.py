@@ -132,7 +132,9 @@ def test_masks_with_name_pattern_pair_with_images(tmp_path: Path) -> None:
     image, mask = _image(70, 70, channels=4), _image(70, 70, channels=1)
     write_array(root / "images" / "Misc_1.png", image)
     write_array(root / "masks" / "Misc_1_pixels0.png", mask)
-    report = crop_patches(root, tmp_path / "out", CropOptions(size=64, step=64), patterns={"masks": "{id}_pixels0"}, workers=1)
+    report = crop_patches(
+        root, tmp_path / "out", CropOptions(size=64, step=64), patterns={"masks": "{id}_pixels0"}, workers=1
+    )
     assert report.patches == 2 * 4
     assert np.array_equal(read_array(tmp_path / "out" / "masks" / "Misc_1_s004.png"), mask[6:70, 6:70])
     assert np.array_equal(read_array(tmp_path / "out" / "images" / "Misc_1_s004.png"), image[6:70, 6:70])
@@ -195,7 +197,9 @@ def test_skip_existing_resumes_and_nonempty_output_is_refused(tmp_path: Path) ->
 
     with pytest.raises(DatasetError, match="empty output folder"):
         crop_patches(tmp_path / "in", tmp_path / "out", options, workers=1)
-    resumed = crop_patches(tmp_path / "in", tmp_path / "out", CropOptions(size=32, step=32, skip_existing=True), workers=1)
+    resumed = crop_patches(
+        tmp_path / "in", tmp_path / "out", CropOptions(size=32, step=32, skip_existing=True), workers=1
+    )
     assert (resumed.written, resumed.existing, resumed.patches) == (1, 5, 6)
     assert resumed.manifest.read_bytes() == manifest
     assert not list((tmp_path / "out").glob(".*"))  # no temp files left behind
@@ -207,7 +211,9 @@ def test_list_limits_ids_and_unknown_ids_fail(tmp_path: Path) -> None:
     for name in ("a", "b", "c"):
         write_array(tmp_path / "in" / f"{name}.png", _image(32, 32))
     (tmp_path / "train.txt").write_bytes(b"c\r\na\r\n")
-    report = crop_patches(tmp_path / "in", tmp_path / "out", CropOptions(size=32, step=32), list_path=tmp_path / "train.txt", workers=1)
+    report = crop_patches(
+        tmp_path / "in", tmp_path / "out", CropOptions(size=32, step=32), list_path=tmp_path / "train.txt", workers=1
+    )
     assert [r["patch"] for r in read_manifest(report.manifest)] == ["a_s001.png", "c_s001.png"]
 
     (tmp_path / "bad.txt").write_text("a\nzzz\n")

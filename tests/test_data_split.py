@@ -47,7 +47,14 @@ def test_assignment_is_pinned_across_machines_and_versions() -> None:
     # ids of every split ever made with seed 0.
     ratios = SplitRatios(0.5, 0.0, 0.5)
     assert [assign_split(i, 0, ratios) for i in _ids(8)] == [
-        "test", "train", "train", "test", "test", "test", "train", "test"
+        "test",
+        "train",
+        "train",
+        "test",
+        "test",
+        "test",
+        "train",
+        "test",
     ]
     assert hash_fraction("img6", 0) == pytest.approx(0.0059, abs=1e-4)
     # 0.19 < 0.2 lands in train; 0.2794 lands in val (0.2 <= u < 0.3); 0.5743 in test
@@ -75,6 +82,7 @@ def test_zero_ratio_split_never_receives_ids() -> None:
         ({}, (0.8, 0.0, 0.2), "80_20"),
         ({"test": 0.5}, (0.5, 0.0, 0.5), "50_50"),
         ({"train": 0.7, "val": 0.1}, (0.7, 0.1, 0.2), "70_10_20"),
+        ({"val": 0.1}, (0.7, 0.1, 0.2), "70_10_20"),
         ({"train": 0.6, "val": 0.2, "test": 0.2}, (0.6, 0.2, 0.2), "60_20_20"),
     ],
 )

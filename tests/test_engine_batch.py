@@ -72,7 +72,9 @@ def test_good_files_are_restored_and_a_broken_one_is_reported(
     tmp_path: Path, folder: dict[str, np.ndarray], io_threads: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
-        report = restore_files(describe(Invert()), _inputs(tmp_path), tmp_path / "out", progress=False, io_threads=io_threads)
+        report = restore_files(
+            describe(Invert()), _inputs(tmp_path), tmp_path / "out", progress=False, io_threads=io_threads
+        )
     assert (report.succeeded, report.skipped, report.failed) == (5, 0, 1)
     broken = tmp_path / "in" / "broken.png"
     assert report.failures[0][0] == broken and "corrupt" in report.failures[0][1]
@@ -152,5 +154,7 @@ def test_failed_write_leaves_no_partial_or_temp_file(
     inputs = [path for path in _inputs(tmp_path) if path.name != "broken.png"]
     report = restore_files(describe(Invert()), inputs, tmp_path / "out", progress=False)
     assert (report.succeeded, report.failed) == (4, 1)
-    assert report.failures[0] == (tmp_path / "in" / "deep.png", f"Cannot write {tmp_path / 'out' / 'deep.png'}: No space left on device")
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["alpha.png", "grey.png", "photo10.tif", "rgb.png"]
+    reason = f"Cannot write {tmp_path / 'out' / 'deep.png'}: No space left on device"
+    assert report.failures == [(tmp_path / "in" / "deep.png", reason)]
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == ["alpha.png", "grey.png", "photo10.tif", "rgb.png"]  # no deep.png, no temp file

@@ -92,7 +92,7 @@ def test_out_of_memory_detection(error: BaseException, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (NotImplementedError("The operator 'aten::_linalg_eigh' is not currently implemented for the MPS device."), True),
+        (NotImplementedError("The operator 'aten::eigh' is not currently implemented for the MPS device."), True),
         (RuntimeError("The operator 'aten::foo' is not currently implemented for the MPS device"), True),
         (RuntimeError("CUDA error: device-side assert triggered"), False),
         (torch.cuda.OutOfMemoryError("CUDA out of memory"), False),

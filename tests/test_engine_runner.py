@@ -63,7 +63,8 @@ class Residual(nn.Module):
 
 def conv_net(channels: int = 3) -> nn.Module:
     """Convolutions only; receptive radius 2 pixels."""
-    return Residual(nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, channels, 3, padding=1)))
+    body = nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, channels, 3, padding=1))
+    return Residual(body)
 
 
 def strided_net() -> nn.Module:
@@ -191,7 +192,9 @@ def test_bytes_per_pixel_estimate_scales_with_the_widest_layer() -> None:
     assert estimate_bytes_per_pixel(narrow) < estimate_bytes_per_pixel(wide)
 
 
-def test_simulated_cuda_out_of_memory_retries_with_smaller_tiles(simulated_cuda: None, caplog: pytest.LogCaptureFixture) -> None:
+def test_simulated_cuda_out_of_memory_retries_with_smaller_tiles(
+    simulated_cuda: None, caplog: pytest.LogCaptureFixture
+) -> None:
     x = torch.rand(1, 3, 67, 93)  # padded to 72 x 96 = 6912 pixels
     inner = conv_net()
     model = Recorder(inner, fails_on="cuda", limit=3000, where="cuda")
@@ -238,13 +241,17 @@ def test_no_fallback_raises_a_device_error(simulated_cuda: None) -> None:
 
 
 def test_cpu_out_of_memory_with_nowhere_to_go_is_a_device_error() -> None:
-    error = lambda: RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")  # noqa: E731
+    def error() -> Exception:
+        return RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+
     model = Recorder(conv_net(), fails_on="cpu", limit=100, error=error)
     with pytest.raises(DeviceError, match="but cpu ran out of memory even with 16-pixel tiles$"):
         restore_tensor(describe(model), torch.rand(1, 3, 64, 64), tile=64, tile_batch=1, tile_overlap=8)
 
 
-def test_simulated_mps_missing_operator_falls_back_to_cpu(simulated_mps: None, caplog: pytest.LogCaptureFixture) -> None:
+def test_simulated_mps_missing_operator_falls_back_to_cpu(
+    simulated_mps: None, caplog: pytest.LogCaptureFixture
+) -> None:
     inner = conv_net()
     message = "The operator 'aten::upsample_bicubic2d.out' is not currently implemented for the MPS device."
     model = Recorder(inner, fails_on="mps", error=lambda: NotImplementedError(message), where="mps")

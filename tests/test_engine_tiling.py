@@ -58,7 +58,8 @@ def test_reflect_pad_larger_than_the_image_repeats_the_reflection(height: int, w
     bottom, right = padded.shape[2] - height, padded.shape[3] - width
     # numpy reflects repeatedly; a one-pixel side has nothing to mirror and is replicated ("edge").
     rows = np.pad(x.numpy(), ((0, 0), (0, 0), (0, bottom), (0, 0)), mode="reflect" if height > 1 else "edge")
-    reference = torch.from_numpy(np.pad(rows, ((0, 0), (0, 0), (0, 0), (0, right)), mode="reflect" if width > 1 else "edge"))
+    both = np.pad(rows, ((0, 0), (0, 0), (0, 0), (0, right)), mode="reflect" if width > 1 else "edge")
+    reference = torch.from_numpy(both)
     assert torch.equal(padded, reference)
 
 
@@ -66,7 +67,7 @@ def test_small_hand_checked_reflection() -> None:
     row = torch.tensor([[[[10.0, 20.0, 30.0]]]])
     # 3 wide -> 8 wide: 10 20 30 | 20 10 20 30 20
     assert pad_to_multiple(row, 8, "reflect")[0, 0, 0].tolist() == [10, 20, 30, 20, 10, 20, 30, 20]
-    assert pad_to_multiple(row, 4, "constant")[0, 0].tolist() == [[10, 20, 30, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert pad_to_multiple(row, 4, "constant")[0, 0].tolist() == [[10, 20, 30, 0]] + [[0, 0, 0, 0]] * 3
 
 
 def test_axis_starts_hand_checked() -> None:
@@ -142,7 +143,9 @@ def _per_tile(pieces_of: torch.Tensor, tiles: list[Tile], model: nn.Module):
 
 def test_merged_tiles_of_a_local_model_equal_the_untiled_output() -> None:
     # Receptive radius 3 (three 3x3 convolutions) <= context margin 32 // 4 = 8.
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 2, 3, padding=1))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 2, 3, padding=1)
+    )
     x = torch.rand(1, 3, 136, 200)
     with torch.no_grad():
         untiled = model(x)

@@ -11,7 +11,7 @@ from skimage.metrics import structural_similarity
 
 from restorecli.errors import ConfigError, MetricError
 from restorecli.images import write_array
-from restorecli.metrics import EvalSettings, evaluate, evaluate_paths, match_pairs, parse_metrics, psnr
+from restorecli.metrics import EvalSettings, evaluate_pairs, evaluate_paths, match_pairs, parse_metrics, psnr
 from restorecli.metrics.evaluate import default_metrics
 
 
@@ -156,7 +156,7 @@ def test_transform_restores_before_scoring(tmp_path: Path) -> None:
 def test_scores_stream_to_the_callback_in_order(tmp_path: Path) -> None:
     pred_dir, gt_dir, _ = _write_pairs(tmp_path, count=3)
     seen: list[str] = []
-    report = evaluate_paths(pred_dir, gt_dir, EvalSettings(), workers=2, on_score=lambda s: seen.append(s.pair.name))
+    report = evaluate_paths(pred_dir, gt_dir, EvalSettings(), on_score=lambda s: seen.append(s.pair.name))
     assert seen == ["img0", "img1", "img2"]
     assert report.scores == ()  # not kept unless asked
 
@@ -186,4 +186,4 @@ def test_parse_metrics() -> None:
 
 def test_no_pairs_is_an_error() -> None:
     with pytest.raises(MetricError, match="at least one"):
-        evaluate([], EvalSettings())
+        evaluate_pairs([], EvalSettings())

@@ -146,7 +146,7 @@ def attention_macs_by_hooks(model: nn.Module, shape: tuple[int, ...]) -> int:
 
 def test_tiny_restormer_macs_are_its_convolutions_plus_its_attention_products() -> None:
     model = build_model("restormer", "tiny").eval()
-    shape = (2, 3, 32, 48)
+    shape = (2, 3, 16, 24)
     count = macs_of(model, shape)
     assert count.by_operator["convolution"] == conv_macs_by_hooks(model, shape)
     assert count.by_operator["bmm"] == attention_macs_by_hooks(model, shape) > 0
@@ -324,7 +324,7 @@ def test_resolve_target_from_arch_config_model_and_json() -> None:
         ({"arch": "nafnet", "model": "nafnet-sidd-width32"}, ConfigError),
         ({"config": "tiny"}, ConfigError),
         ({"arch": "nafnet", "config": "{not json"}, ConfigError),
-        ({"arch": "nafnet", "config": "[1, 2]"}, ConfigError),
+        ({"arch": "nafnet", "config": '{"depth": 3}'}, ConfigError),
         ({"arch": "nafnett"}, UnknownModelError),
         ({"arch": "nafnet", "config": "tinny"}, UnknownModelError),
     ],
@@ -400,7 +400,7 @@ def test_cuda_peak_reads_the_allocator_after_the_pass(monkeypatch: pytest.Monkey
     allocated = {"peak": 0}
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: allocated.update(peak=0))
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: allocated["peak"])
-    peak = profiling.measure_cuda_peak(lambda x: allocated.update(peak=12345), torch.zeros(1))
+    peak = profiling.measure_cuda_peak(lambda x: allocated.update(peak=12345), torch.zeros(1), torch.device("cpu"))
     assert peak == profiling.PeakMemory(peak_bytes=12345, method="cuda-allocator")
 
 
@@ -423,7 +423,9 @@ def test_profile_sizes_scale_macs_with_pixels_and_skip_runtime_when_asked() -> N
     target = profiling.resolve_target(arch="nafnet", config="tiny")
     result = profiling.profile(target, sizes=[(16, 16), (32, 32), (64, 64)], latency=False, memory=False)
     assert result.device is None
-    assert [s.macs for s in result.sizes] == [result.sizes[0].macs * k for k in (1, 4, 16)]
+    small, medium, large = (s.macs for s in result.sizes)
+    # Linear in pixels, plus a constant: channel attention's 1x1 conv runs on pooled 1x1 maps.
+    assert large - medium == 4 * (medium - small) > 0
     assert all(s.latency is None and s.memory is None for s in result.sizes)
 
 

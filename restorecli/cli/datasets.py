@@ -33,7 +33,9 @@ def _folders(value: str | None) -> list[str] | None:
 
 def _table(rows: list[tuple[object, ...]]) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 @reports_errors
@@ -58,7 +60,9 @@ def split(
     ] = False,
     materialize: Annotated[
         Path | None,
-        typer.Option("--materialize", help="Also lay the split out as DEST/<split>/<folder>/ (hard links, else copies)."),
+        typer.Option(
+            "--materialize", help="Also lay the split out as DEST/<split>/<folder>/ (hard links, else copies)."
+        ),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -93,24 +97,35 @@ def split(
             "written": [str(path) for path in result.written],
             "materialized": None
             if placed is None
-            else {"destination": str(placed.destination), "linked": placed.linked, "copied": placed.copied, "present": placed.present},
+            else {
+                "destination": str(placed.destination),
+                "linked": placed.linked,
+                "copied": placed.copied,
+                "present": placed.present,
+            },
         }
         typer.echo(json.dumps(payload, indent=2))
         return
     rows: list[tuple[object, ...]] = [("split", "ids", "kept", "new")]
-    rows += [(split, len(ids), result.kept[split], len(ids) - result.kept[split]) for split, ids in result.lists.items()]
+    rows += [
+        (split, len(ids), result.kept[split], len(ids) - result.kept[split]) for split, ids in result.lists.items()
+    ]
     rows.append(("total", sum(len(ids) for ids in result.lists.values()), "", ""))
     typer.echo(_table(rows))
     written = ", ".join(path.name for path in result.written) or "none (lists unchanged)"
     typer.echo(f"lists: {result.directory} (written: {written})")
     if placed is not None:
-        typer.echo(f"materialized: {placed.destination} ({placed.linked} linked, {placed.copied} copied, {placed.present} present)")
+        counts = f"{placed.linked} linked, {placed.copied} copied, {placed.present} present"
+        typer.echo(f"materialized: {placed.destination} ({counts})")
     if result.missing:
         typer.echo(f"Warning: {len(result.missing)} ids lack a file in some folder and are not listed", err=True)
     if result.dropped:
         typer.echo(f"Warning: {len(result.dropped)} ids of the existing lists are gone and were dropped", err=True)
     if result.index.unmatched:
-        typer.echo(f"Warning: {len(result.index.unmatched)} files do not fit their folder's --pattern and were ignored", err=True)
+        typer.echo(
+            f"Warning: {len(result.index.unmatched)} files do not fit their folder's --pattern and were ignored",
+            err=True,
+        )
 
 
 @reports_errors
@@ -152,7 +167,8 @@ def crop_patches(
     json_output: JsonOption = False,
 ) -> None:
     """Cut images (or aligned pairs) into overlapping patches, BasicSR extract_subimages style."""
-    from restorecli.data import CropOptions, crop_patches as run_crop, parse_name_patterns
+    from restorecli.data import CropOptions, parse_name_patterns
+    from restorecli.data import crop_patches as run_crop
 
     options = CropOptions(
         size=size,

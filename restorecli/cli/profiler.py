@@ -42,6 +42,13 @@ def profile(
         int, typer.Option("--depth", min=1, help="Breakdown depth: 1 = encoder levels, latent, decoders...")
     ] = 1,
     top: Annotated[int, typer.Option("--top", min=0, help="Breakdown rows to print (0 = all; JSON has all).")] = 25,
+    tile: Annotated[
+        int | None,
+        typer.Option("--tile", min=1, help="Run the engine's tiled inference with tiles of this many pixels."),
+    ] = None,
+    tile_overlap: Annotated[
+        int, typer.Option("--tile-overlap", min=0, help="Pixels shared by neighbouring tiles (with --tile).")
+    ] = 32,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed passes before timing.")] = 2,
@@ -71,6 +78,8 @@ def profile(
         depth=depth,
         device=device,
         precision=precision,  # type: ignore[arg-type]  # validated by the library (ConfigError)
+        tile=tile,
+        tile_overlap=tile_overlap,
         warmup=warmup,
         repeats=repeats,
         latency=latency,
@@ -97,7 +106,8 @@ def format_report(report: ProfileReport, top: int) -> str:
     if report.device is not None:
         first = report.sizes[0].latency
         passes = f", {first.warmup} warm-up + {first.repeats} timed passes" if first else ""
-        lines += ["", f"Runtime on {report.device}, {report.precision}, batch {report.batch}{passes}:"]
+        tiling = f", tiles of {report.tile} px (overlap {report.tile_overlap})" if report.tile else ""
+        lines += ["", f"Runtime on {report.device}, {report.precision}, batch {report.batch}{tiling}{passes}:"]
         lines.append(_sizes_table(report.sizes))
     elif len(report.sizes) > 1:
         lines += ["", "MACs per size:", _sizes_table(report.sizes)]
@@ -128,6 +138,7 @@ def _sizes_table(sizes: list[SizeResult]) -> str:
             [
                 f"{result.height}x{result.width}",
                 "x".join(map(str, result.input_shape)),
+                str(result.tiles),
                 _si(result.macs),
                 f"{timing.median_ms:.2f}" if timing else "-",
                 f"{timing.p90_ms:.2f}" if timing else "-",
@@ -137,7 +148,7 @@ def _sizes_table(sizes: list[SizeResult]) -> str:
                 result.error or "",
             ]
         )
-    headers = ["size", "input", "MACs", "median ms", "p90 ms", "images/s", "MP/s", "peak memory", ""]
+    headers = ["size", "input", "tiles", "MACs", "median ms", "p90 ms", "images/s", "MP/s", "peak memory", ""]
     return _table(headers, rows, right_from=2)
 
 

@@ -29,6 +29,9 @@ ResumeOption = Annotated[
 ]
 DeviceOverride = Annotated[str | None, typer.Option("--device", help="Override runtime.device: auto, cpu, cuda, cuda:N or mps.")]
 PrecisionOverride = Annotated[str | None, typer.Option("--precision", help="Override runtime.precision: fp32 or bf16.")]
+ThreadsOverride = Annotated[
+    int | None, typer.Option("--threads", min=0, help="Override runtime.threads (torch CPU threads; 0 = one per core).")
+]
 WorkersOverride = Annotated[int | None, typer.Option("--workers", min=0, help="Override data.workers (DataLoader processes).")]
 MaxMinutesOption = Annotated[
     float | None,
@@ -56,6 +59,7 @@ def train(
     device: DeviceOverride = None,
     precision: PrecisionOverride = None,
     workers: WorkersOverride = None,
+    threads: ThreadsOverride = None,
     max_minutes: MaxMinutesOption = None,
     export: ExportOption = None,
     dry_run: DryRunOption = False,
@@ -84,6 +88,7 @@ def train(
             "runtime.device": device,
             "runtime.precision": precision,
             "data.workers": workers,
+            "runtime.threads": threads,
         }
     )
     resolved = load_recipe(recipe, set_values or (), settings)

@@ -71,11 +71,6 @@ class DatasetIndex:
         """Complete ids (present in every folder) in natural order."""
         return list(self.files)
 
-    @property
-    def is_paired(self) -> bool:
-        """True when the dataset has more than one folder (input/target, images/masks, ...)."""
-        return len(self.folders) > 1
-
 
 def _has_images(folder: Path) -> bool:
     return any(not p.name.startswith(".") for p in list_images(folder))
@@ -147,7 +142,7 @@ def index_dataset(
     files: dict[str, tuple[Path, ...]] = {}
     missing: dict[str, tuple[str, ...]] = {}
     for item_id in all_ids:
-        lacking = tuple(name for name, ids in zip(folders, per_folder) if item_id not in ids)
+        lacking = tuple(name for name, ids in zip(folders, per_folder, strict=True) if item_id not in ids)
         if lacking:
             missing[item_id] = lacking
         else:
@@ -183,7 +178,9 @@ def _affix(names: Sequence[str], bases: set[str]) -> str | None:
 def pattern_hint(index: DatasetIndex) -> str:
     """A ``--pattern`` suggestion when a folder's names are the others' ids plus a fixed affix."""
     for name in index.folders:
-        only_here = [i for i, lacking in index.missing.items() if name not in lacking and len(lacking) == len(index.folders) - 1]
+        only_here = [
+            i for i, lacking in index.missing.items() if name not in lacking and len(lacking) == len(index.folders) - 1
+        ]
         elsewhere = {i for i, lacking in index.missing.items() if name in lacking}
         if only_here and elsewhere:
             template = _affix(only_here, elsewhere)

@@ -85,7 +85,8 @@ class CropOptions:
     def __post_init__(self) -> None:
         if self.size < 1 or self.step < 1 or self.thresh_size < 0:
             raise ConfigError(
-                f"Expected size >= 1, step >= 1 and thresh_size >= 0, but got {self.size}, {self.step}, {self.thresh_size}"
+                f"Expected size >= 1, step >= 1 and thresh_size >= 0, "
+                f"but got {self.size}, {self.step}, {self.thresh_size}"
             )
         if self.small not in ("skip", "pad", "whole"):
             raise ConfigError(f"Expected small to be skip, pad or whole, but got {self.small!r}")
@@ -114,7 +115,9 @@ def plan_crop(height: int, width: int, options: CropOptions) -> tuple[list[Box],
         return [], False
     if options.small == "whole":
         return [Box(0, 0, width, height)], False
-    padded = patch_boxes(max(height, options.size), max(width, options.size), options.size, options.step, options.thresh_size)
+    padded = patch_boxes(
+        max(height, options.size), max(width, options.size), options.size, options.step, options.thresh_size
+    )
     return [Box(b.x, b.y, min(b.w, width - b.x), min(b.h, height - b.y)) for b in padded], True
 
 
@@ -161,7 +164,7 @@ def crop_job(job: CropJob, options: CropOptions, root: Path) -> CropResult:
         for index, box in enumerate(boxes, start=1):
             cut_w, cut_h = (options.size, options.size) if pad else (box.w, box.h)
             name = patch_name(job.item_id, index)
-            for array, source, output, label in zip(arrays, job.sources, job.outputs, job.labels):
+            for array, source, output, label in zip(arrays, job.sources, job.outputs, job.labels, strict=True):
                 target = output / name
                 rel_source = source.relative_to(root).as_posix()
                 result.rows.append((label + name, rel_source, box.x, box.y, box.w, box.h))
@@ -194,6 +197,7 @@ class CropReport:
         failures: Id -> error message for unreadable images, mismatched pairs, incomplete pairs.
         pixels_bytes: Decoded bytes of the cut images (for throughput figures).
         manifest: Path of ``patches.csv``.
+        folders: The source folders cut together (``(".",)`` for a plain folder).
     """
 
     images: int
@@ -214,7 +218,9 @@ def _check_output(index: DatasetIndex, output: Path, reuse: bool) -> None:
     if output.resolve() in sources:
         raise DatasetError(f"Expected an output folder apart from the images, but got a source folder ({output})")
     if not reuse and output.is_dir() and any(output.iterdir()):
-        raise DatasetError(f"Expected an empty output folder (or --skip-existing / --overwrite), but {output} has files")
+        raise DatasetError(
+            f"Expected an empty output folder (or --skip-existing / --overwrite), but {output} has files"
+        )
 
 
 def build_jobs(index: DatasetIndex, output: Path, ids: Sequence[str]) -> list[CropJob]:
@@ -231,7 +237,9 @@ def _selected_ids(index: DatasetIndex, list_path: Path | None) -> list[str]:
     listed = read_id_list(list_path)
     unknown = [i for i in listed if i not in index.files and i not in index.missing]
     if unknown:
-        raise DatasetError(f"Expected the ids of {list_path} in {index.root}, but {len(unknown)} are absent: {shorten(unknown)}")
+        raise DatasetError(
+            f"Expected the ids of {list_path} in {index.root}, but {len(unknown)} are absent: {shorten(unknown)}"
+        )
     return natsorted(listed)
 
 
@@ -274,7 +282,11 @@ def crop_patches(
         )
     _check_output(index, output_dir, reuse=options.skip_existing or overwrite)
     ids = _selected_ids(index, list_path)
-    failures = {i: f"Expected files in {', '.join(index.missing[i])}, but none matches this id" for i in ids if i in index.missing}
+    failures = {
+        i: f"Expected a file for this id in every folder, but {', '.join(index.missing[i])} has none ({input_dir})"
+        for i in ids
+        if i in index.missing
+    }
     jobs = build_jobs(index, output_dir, [i for i in ids if i in index.files])
     output_dir.mkdir(parents=True, exist_ok=True)
 

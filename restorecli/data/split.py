@@ -60,12 +60,11 @@ class SplitRatios:
     def from_options(
         cls, train: float | None = None, val: float | None = None, test: float | None = None
     ) -> SplitRatios:
-        """Fill the unspecified ratio: train takes the remainder, else test; nothing given means 80/20."""
-        if train is None and val is None and test is None:
-            test = DEFAULT_TEST_RATIO
+        """Fill gaps: val defaults to 0; train takes the remainder (test then defaults to 0.2), else test does."""
         val = val or 0.0
         if train is None:
-            return cls(train=round(1.0 - val - (test or 0.0), 12), val=val, test=test or 0.0)
+            test = DEFAULT_TEST_RATIO if test is None else test
+            return cls(train=round(1.0 - val - test, 12), val=val, test=test)
         if test is None:
             return cls(train=train, val=val, test=round(1.0 - train - val, 12))
         return cls(train=train, val=val, test=test)
@@ -109,7 +108,9 @@ def read_existing_lists(directory: Path) -> dict[SplitName, list[str]]:
         lists[split] = read_id_list(path)
         for item_id in lists[split]:
             if item_id in owner:
-                raise DatasetError(f"Expected each id in one list, but {item_id!r} is in {owner[item_id]} and {split} ({directory})")
+                raise DatasetError(
+                    f"Expected each id in one list, but {item_id!r} is in {owner[item_id]} and {split} ({directory})"
+                )
             owner[item_id] = split
     return lists
 
@@ -254,7 +255,9 @@ def _place(source: Path, target: Path, result: MaterializeResult) -> None:
     result.copied += 1
 
 
-def materialize_split(index: DatasetIndex, lists: Mapping[str, Sequence[str]], destination: Path) -> MaterializeResult:
+def materialize_split(
+    index: DatasetIndex, lists: Mapping[SplitName, Sequence[str]], destination: Path
+) -> MaterializeResult:
     """Lay the split out as ``destination/<split>/<folder>/<file>`` by hard link where possible, else copy.
 
     Source files are never moved or deleted; files already in place (same inode or same bytes) are kept.
@@ -263,7 +266,7 @@ def materialize_split(index: DatasetIndex, lists: Mapping[str, Sequence[str]], d
     result = MaterializeResult(destination=destination)
     for split, ids in lists.items():
         for item_id in ids:
-            for folder, source in zip(index.folders, index.files[item_id]):
+            for folder, source in zip(index.folders, index.files[item_id], strict=True):
                 split_folder = destination / split if folder == PLAIN_FOLDER else destination / split / folder
                 _place(source, split_folder / source.name, result)
     return result

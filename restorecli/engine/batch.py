@@ -94,7 +94,7 @@ def restore_files(
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     precision: str = "fp32",
     tile_batch: int | None = None,
-    channels_last: bool | None = None,
+    channels_last: bool = False,
     fallback: bool = True,
     skip_existing: bool = False,
     progress: bool = True,

@@ -46,7 +46,9 @@ from restorecli.zoo.descriptor import ModelDescriptor
 logger = logging.getLogger("restorecli.engine")
 
 DEFAULT_TILE_OVERLAP = 32
-MAX_AUTO_TILE_BATCH = 8
+# Most tiles per forward pass when tile_batch is None. On the CPU batching measured no faster
+# (bench/bench_inference.py) while multiplying memory, so it stays at one there.
+MAX_AUTO_TILE_BATCH = {"cpu": 1, "cuda": 8, "mps": 8}
 # Share of the device's free memory one batch of tiles may use; the CPU also holds the images.
 _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.8, "mps": 0.8}
 _UNKNOWN_CPU_MEMORY = 4 << 30
@@ -174,7 +176,8 @@ def _choose_tiling(
         tiles = padded_shape[0] * len(plan_tiles(height, width, tile, overlap, multiple))
         tile_pixels = min(tile, height) * min(tile, width)
         fitting = int(budget // (tile_pixels * per_pixel))
-        tile_batch = max(min(fitting, tiles, MAX_AUTO_TILE_BATCH), 1)
+        most = MAX_AUTO_TILE_BATCH.get(descriptor.device.type, 1)
+        tile_batch = max(min(fitting, tiles, most), 1)
     return _Tiling(tile, tile_batch)
 
 
@@ -280,7 +283,7 @@ def restore_tensor(
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     precision: str = "fp32",
     tile_batch: int | None = None,
-    channels_last: bool | None = None,
+    channels_last: bool = False,
     fallback: bool = True,
 ) -> Tensor:
     """Restore ``(N, C_in, H, W)`` float images in ``[0, 1]``; returns ``(N, C_out, H, W)`` float32 in ``[0, 1]``.
@@ -294,9 +297,11 @@ def restore_tensor(
             context, the rest is blended (see :mod:`restorecli.engine.tiling`).
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); see
             :func:`~restorecli.engine.device.supported_precisions`.
-        tile_batch: tiles per forward pass, or None for as many as fit (at most 8).
-        channels_last: feed tiles in channels-last memory format; None picks it on CUDA only, where
-            convolutions are faster in it (on the CPU it measured slower, see bench/bench_inference.py).
+        tile_batch: tiles per forward pass, or None for as many as fit (at most 8 on an accelerator, 1
+            on the CPU).
+        channels_last: feed tiles in channels-last memory format. Off by default because the gain
+            depends on the network: on the CPU it made NAFNet about 30% faster and Restormer about 15%
+            slower (bench/bench_inference.py).
         fallback: move to the next device when this one fails (announced); False raises DeviceError.
 
     Raises:
@@ -321,14 +326,13 @@ def restore_tensor(
         plan_tiles(padded.shape[-2], padded.shape[-1], tile, tile_overlap, descriptor.pad_multiple)
     while True:
         device = descriptor.device
-        use_channels_last = device.type == "cuda" if channels_last is None else channels_last
         try:
-            result = _run_on_device(descriptor, padded, tile, tile_overlap, tile_batch, dtype, use_channels_last)
+            result = _run_on_device(descriptor, padded, tile, tile_overlap, tile_batch, dtype, channels_last)
         except _DeviceFailed as failure:
             chain = fallback_chain(device) if fallback else []
             if not chain:
                 raise DeviceError(f"Expected {descriptor.name} to run on {device}, but {failure}") from failure
-            _move(descriptor, chain[0])
+            move_to(descriptor, chain[0])
             note = ""
             if precision not in supported_precisions(chain[0]):
                 precision, note = "fp32", f" in fp32 ({chain[0]} has no {precision})"
@@ -338,7 +342,7 @@ def restore_tensor(
         return crop(result, height, width).clamp_(0, 1)
 
 
-def _move(descriptor: ModelDescriptor, device: torch.device) -> None:
+def move_to(descriptor: ModelDescriptor, device: torch.device) -> None:
     """Move the model and record its new device (the descriptor is the engine's source of truth)."""
     _release_cached_memory(descriptor.device)
     descriptor.module.to(device)
@@ -353,7 +357,7 @@ def restore_array(
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     precision: str = "fp32",
     tile_batch: int | None = None,
-    channels_last: bool | None = None,
+    channels_last: bool = False,
     fallback: bool = True,
 ) -> np.ndarray:
     """Restore image pixels: ``(H, W)`` grey, ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W, 6)`` dual-pixel.

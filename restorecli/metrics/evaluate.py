@@ -171,8 +171,11 @@ class EvalSettings:
     def __post_init__(self) -> None:
         """Reject impossible settings before any worker starts."""
         checks = (
-            (self.metrics is None or (bool(self.metrics) and set(self.metrics) <= set(METRIC_NAMES)),
-             f"metrics among {', '.join(METRIC_NAMES)}", self.metrics),
+            (
+                self.metrics is None or (bool(self.metrics) and set(self.metrics) <= set(METRIC_NAMES)),
+                f"metrics among {', '.join(METRIC_NAMES)}",
+                self.metrics,
+            ),
             (self.crop_border >= 0, "a crop border >= 0", self.crop_border),
             (self.data_range is None or self.data_range > 0, "a positive data range", self.data_range),
             (not self.round_y or self.y_channel, "round_y only together with y_channel", self.round_y),
@@ -222,13 +225,13 @@ class EvalSettings:
 def describe(convention: dict[str, object]) -> str:
     """One human line for a table header, e.g. ``channel=y-bt601 crop_border=4 data_range=255``."""
     keys = ("metrics", "channel", "crop_border", "data_range", "num_classes", "ignore_index", "threshold", "pd_fa")
-    parts = []
-    for key in keys:
-        if key in convention:
-            value = convention[key]
-            shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, list) else value
-            parts.append(f"{key}={shown}")
-    return " ".join(parts)
+
+    def show(value: object) -> str:
+        if isinstance(value, list):
+            return ",".join(show(item) for item in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return " ".join(f"{key}={show(convention[key])}" for key in keys if key in convention)
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,9 @@ class PairScore:
     masks: MaskStats | None = None
 
 
-def score_arrays(pred: np.ndarray, gt: np.ndarray, settings: EvalSettings) -> tuple[dict[str, float], float | None, MaskStats | None]:
+def score_arrays(
+    pred: np.ndarray, gt: np.ndarray, settings: EvalSettings
+) -> tuple[dict[str, float], float | None, MaskStats | None]:
     """Score one prediction against its ground truth (arrays as :func:`read_array` returns them).
 
     Returns the per-image values, the data range used for PSNR/SSIM, and the mask statistics.
@@ -367,13 +372,19 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
+# Fresh interpreters, not fork: a forked child inherits OpenCV's (or torch's) thread pool mid-state and
+# can deadlock on its first parallel call once the parent has decoded a large image.
+_POOL_CONTEXT = "spawn"
+
+
 def _scores(pairs: Sequence[Pair], settings: EvalSettings, workers: int, transform: Transform | None) -> Iterator[PairScore]:
     """Scores in pair order, from this process or from a pool."""
     score = partial(score_pair, settings=settings, transform=transform)
     if workers <= 1 or transform is not None:
         yield from map(score, pairs)
         return
-    with multiprocessing.Pool(processes=workers, initializer=_init_worker) as pool:
+    context = multiprocessing.get_context(_POOL_CONTEXT)
+    with context.Pool(processes=workers, initializer=_init_worker) as pool:
         yield from pool.imap(score, pairs, chunksize=1)
 
 
@@ -385,7 +396,7 @@ def resolve_workers(workers: int, jobs: int) -> int:
     return max(1, min(wanted, jobs))
 
 
-def evaluate(
+def evaluate_pairs(
     pairs: Sequence[Pair],
     settings: EvalSettings,
     *,
@@ -446,7 +457,7 @@ def evaluate_paths(
     on_score: Callable[[PairScore], None] | None = None,
     keep_scores: bool = False,
 ) -> EvalReport:
-    """Pair files or folders (:func:`match_pairs`) and :func:`evaluate` them.
+    """Pair files or folders (:func:`match_pairs`) and :func:`evaluate_pairs` them.
 
     Unmatched files fail the run unless ``allow_missing``; then they are listed in the report.
     ``pred`` holds the degraded inputs when a ``transform`` restores them on the fly.
@@ -454,7 +465,7 @@ def evaluate_paths(
     pairing = match_pairs(pred, gt, gt_pattern=gt_pattern)
     if not allow_missing:
         pairing.require_complete()
-    report = evaluate(
+    report = evaluate_pairs(
         pairing.pairs,
         settings,
         workers=workers,

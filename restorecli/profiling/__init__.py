@@ -14,6 +14,7 @@ from restorecli.profiling.counting import (
     breakdown,
     count_macs,
     count_parameters,
+    sum_counts,
     tensor_bytes,
     unit_paths,
 )
@@ -30,11 +31,12 @@ from restorecli.profiling.runtime import (
     Latency,
     PeakMemory,
     PeakRequest,
+    make_forward,
     measure_cpu_peak,
     measure_cuda_peak,
     measure_latency,
 )
-from restorecli.profiling.target import ProfileTarget, instantiate, resolve_target
+from restorecli.profiling.target import ProfileTarget, describe, instantiate, resolve_target, target_from_config
 
 __all__ = [
     "CONVENTION",
@@ -51,8 +53,10 @@ __all__ = [
     "breakdown",
     "count_macs",
     "count_parameters",
+    "describe",
     "input_shape",
     "instantiate",
+    "make_forward",
     "measure_cpu_peak",
     "measure_cuda_peak",
     "measure_latency",
@@ -60,6 +64,8 @@ __all__ = [
     "parse_sizes",
     "profile",
     "resolve_target",
+    "sum_counts",
+    "target_from_config",
     "tensor_bytes",
     "unit_paths",
 ]

@@ -49,7 +49,7 @@ class MacCount:
     """Multiply-accumulates of one forward pass.
 
     Attributes:
-        input_shape: the ``(N, C, H, W)`` the forward pass saw.
+        input_shape: the ``(N, C, H, W)`` the forward pass saw (with tiling, the padded image).
         total: MACs of the whole pass (FLOPs = ``2 * total``).
         by_operator: MACs per ATen operator (``convolution``, ``bmm``, ``addmm``...).
         by_module: MACs each module spends in its own ``forward``, outside its submodules, keyed by
@@ -133,6 +133,23 @@ def _count_on(module: nn.Module, shape: tuple[int, ...], device: torch.device) -
         total=inclusive.get("", 0),
         by_operator={str(op).removeprefix("aten."): count // 2 for op, count in flops.get(_GLOBAL, {}).items()},
         by_module=_exclusive(inclusive),
+    )
+
+
+def sum_counts(counts: Sequence[MacCount], input_shape: Sequence[int]) -> MacCount:
+    """Add the counts of several passes (the tiles of one image) into one, for ``input_shape``."""
+    by_operator: dict[str, int] = defaultdict(int)
+    by_module: dict[str, int] = defaultdict(int)
+    for count in counts:
+        for name, value in count.by_operator.items():
+            by_operator[name] += value
+        for name, value in count.by_module.items():
+            by_module[name] += value
+    return MacCount(
+        input_shape=tuple(int(s) for s in input_shape),
+        total=sum(count.total for count in counts),
+        by_operator=dict(by_operator),
+        by_module=dict(by_module),
     )
 
 

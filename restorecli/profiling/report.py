@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from restorecli.engine.device import PRECISIONS, Precision, fallback_chain, is_out_of_memory, is_unsupported_operator
-from restorecli.engine.device import precision_dtype, resolve_device
+from restorecli.engine.device import PRECISIONS, Precision, fallback_chain, is_out_of_memory
+from restorecli.engine.device import is_unsupported_operator, resolve_device
 from restorecli.engine.padding import round_up
+from restorecli.engine.runner import DEFAULT_TILE_OVERLAP
+from restorecli.engine.tiling import plan_tiles
 from restorecli.errors import ConfigError
 from restorecli.profiling.counting import (
     CONVENTION,
@@ -26,12 +28,15 @@ from restorecli.profiling.counting import (
     breakdown,
     count_macs,
     count_parameters,
+    sum_counts,
     tensor_bytes,
 )
 from restorecli.profiling.runtime import (
+    Forward,
     Latency,
     PeakMemory,
     PeakRequest,
+    make_forward,
     measure_cpu_peak,
     measure_cuda_peak,
     measure_latency,
@@ -49,8 +54,9 @@ class SizeResult:
 
     Attributes:
         height / width: the requested image size.
-        input_shape: the ``(N, C, H, W)`` actually run, after padding to the network's multiple.
-        macs: MACs of one forward pass of the whole batch.
+        input_shape: the padded ``(N, C, H, W)`` inference covers (padded to the network's multiple).
+        tiles: network passes per image (1 without tiling).
+        macs: MACs of the whole batch, summed over tiles.
         latency / memory: measured on the device, or None when not asked for.
         error: why the size could not be run (``out of memory``), else None.
     """
@@ -58,6 +64,7 @@ class SizeResult:
     height: int
     width: int
     input_shape: tuple[int, ...]
+    tiles: int
     macs: int
     latency: Latency | None = None
     memory: PeakMemory | None = None
@@ -72,12 +79,13 @@ class ProfileReport:
         model / arch / config / weights: what was profiled.
         device: where latency and memory were measured (None when neither was).
         precision / batch: how it was run.
+        tile / tile_overlap: the engine's tiling, or None for the bare network on the whole input.
         parameters / weights_bytes: parameter counts and the bytes weights and buffers occupy.
         macs: MACs at the main size, with per-operator totals.
         depth / breakdown: per-module parameters and MACs at that depth, most MACs first.
-        sizes: runtime results, one per measured size.
+        sizes: results per measured size.
         convention: what is and is not counted, and FLOPs = 2 x MACs.
-        notes: padding, device fallback and other facts a reader needs to interpret the numbers.
+        notes: padding, tiling, device fallback: what a reader needs to interpret the numbers.
     """
 
     model: str
@@ -87,6 +95,8 @@ class ProfileReport:
     device: str | None
     precision: str
     batch: int
+    tile: int | None
+    tile_overlap: int | None
     parameters: ParameterCount
     weights_bytes: int
     macs: MacCount
@@ -112,9 +122,12 @@ class ProfileReport:
 
 @dataclass(frozen=True)
 class _Plan:
-    """How each size is run: precision, pass counts, and which measurements to take."""
+    """How each size is run: batch, precision, tiling, pass counts, and which measurements to take."""
 
+    batch: int
     precision: Precision
+    tile: int | None
+    tile_overlap: int
     warmup: int
     repeats: int
     latency: bool
@@ -148,6 +161,8 @@ def profile(
     depth: int = 1,
     device: str = "auto",
     precision: Precision = "fp32",
+    tile: int | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
     warmup: int = 2,
     repeats: int = 10,
     latency: bool = True,
@@ -163,32 +178,34 @@ def profile(
         depth: hierarchy levels in the breakdown (1: encoder levels, latent, decoders...).
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``, resolved as inference does.
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast, as inference runs).
+        tile / tile_overlap: run the engine's tiled inference (tiles of ``tile`` pixels sharing
+            ``tile_overlap``) instead of the bare network; MACs are summed over the tiles.
         warmup / repeats: untimed and timed passes per size.
         latency / memory: whether to time passes and measure peak memory.
 
     Raises:
-        ConfigError: a non-positive batch, depth or repeat count, or an unsupported precision.
+        ConfigError: a non-positive batch, depth, repeat count or tile, an unknown or unsupported
+            precision, or a tile too small for its overlap.
         DeviceError: the device is unavailable.
     """
-    if batch < 1 or depth < 1 or repeats < 1 or warmup < 0:
+    if min(batch, depth, repeats, tile or 1) < 1 or warmup < 0 or tile_overlap < 0:
         raise ConfigError(
-            f"Expected batch, depth, repeats >= 1 and warmup >= 0, but got {batch}, {depth}, {repeats}, {warmup}"
+            f"Expected batch, depth, repeats, tile >= 1 and warmup, tile overlap >= 0, but got "
+            f"{batch}, {depth}, {repeats}, {tile}, {warmup}, {tile_overlap}"
         )
     if precision not in PRECISIONS:
         raise ConfigError(f"Expected a precision among {', '.join(PRECISIONS)}, but got {precision!r}")
+    plan = _Plan(batch, precision, tile, tile_overlap, warmup, repeats, latency, memory)
     shapes = target.module if target.module is not None else instantiate(target, torch.device("meta"))
-    main_shape = input_shape(target, batch, size)
-    macs = count_macs(shapes, main_shape)
-    notes = _padding_notes(target, [size, *sizes])
-    measured = list(sizes) or [size]
-    results = [
-        SizeResult(height=h, width=w, input_shape=shape, macs=count_macs(shapes, shape).total)
-        for h, w in measured
-        for shape in [input_shape(target, batch, (h, w))]
-    ]
+    counter = _SizeCounter(target, shapes, plan)
+    macs, _ = counter.count(size)
+    results = []
+    for height, width in sizes or [size]:
+        count, tiles = counter.count((height, width))
+        results.append(SizeResult(height, width, input_shape(target, batch, (height, width)), tiles, count.total))
+    notes = _notes(target, plan, [size, *sizes])
     used_device = None
     if latency or memory:
-        plan = _Plan(precision=precision, warmup=warmup, repeats=repeats, latency=latency, memory=memory)
         used_device, results = _run_sizes(target, results, device, plan, notes)
     return ProfileReport(
         model=target.label,
@@ -198,6 +215,8 @@ def profile(
         device=None if used_device is None else str(used_device),
         precision=precision,
         batch=batch,
+        tile=tile,
+        tile_overlap=None if tile is None else tile_overlap,
         parameters=count_parameters(shapes),
         weights_bytes=tensor_bytes(shapes),
         macs=macs,
@@ -209,19 +228,46 @@ def profile(
 
 
 def input_shape(target: ProfileTarget, batch: int, size: Size) -> tuple[int, int, int, int]:
-    """The ``(N, C, H, W)`` inference would run for an ``H x W`` image (padded bottom/right)."""
+    """The ``(N, C, H, W)`` inference covers for an ``H x W`` image (padded bottom/right)."""
     height, width = size
     return batch, target.in_channels, round_up(height, target.pad_multiple), round_up(width, target.pad_multiple)
 
 
-def _padding_notes(target: ProfileTarget, sizes: Sequence[Size]) -> list[str]:
+class _SizeCounter:
+    """MACs per image size, with the tiles of a tiled run counted once per distinct tile shape."""
+
+    def __init__(self, target: ProfileTarget, shapes: nn.Module, plan: _Plan) -> None:
+        self.target, self.shapes, self.plan = target, shapes, plan
+        self.cache: dict[tuple[int, ...], MacCount] = {}
+
+    def count(self, size: Size) -> tuple[MacCount, int]:
+        """``(MACs of the whole batch, tiles per image)`` at ``size``."""
+        batch, channels, height, width = full = input_shape(self.target, self.plan.batch, size)
+        if self.plan.tile is None:
+            return self._count(full), 1
+        tiles = plan_tiles(height, width, self.plan.tile, self.plan.tile_overlap, self.target.pad_multiple)
+        return sum_counts([self._count((batch, channels, t.height, t.width)) for t in tiles], full), len(tiles)
+
+    def _count(self, shape: tuple[int, ...]) -> MacCount:
+        if shape not in self.cache:
+            self.cache[shape] = count_macs(self.shapes, shape)
+        return self.cache[shape]
+
+
+def _notes(target: ProfileTarget, plan: _Plan, sizes: Sequence[Size]) -> list[str]:
+    notes = []
     odd = sorted({f"{h}x{w}" for h, w in sizes if h % target.pad_multiple or w % target.pad_multiple})
-    if not odd:
-        return []
-    return [
-        f"{', '.join(odd)} padded to multiples of {target.pad_multiple} as inference does; MACs, latency and "
-        "memory are of the padded input, megapixels/s of the requested size"
-    ]
+    if odd:
+        notes.append(
+            f"{', '.join(odd)} padded to multiples of {target.pad_multiple} as inference does; MACs, latency and "
+            "memory are of the padded input, megapixels/s of the requested size"
+        )
+    if plan.tile is not None:
+        notes.append(
+            f"tiled: the engine's inference path (pad, tiles of {plan.tile} px sharing {plan.tile_overlap} px, "
+            "blend), input held on the CPU; MACs are summed over tiles, overlaps counted twice"
+        )
+    return notes
 
 
 def _run_sizes(
@@ -232,9 +278,9 @@ def _run_sizes(
     candidates = [first, *fallback_chain(first)] if device.strip().lower() == "auto" else [first]
 
     def measure_all(candidate: torch.device) -> list[SizeResult]:
-        precision_dtype(candidate, plan.precision)
         module = instantiate(target, candidate)
-        return [_measure(target, module, result, candidate, plan) for result in results]
+        forward = make_forward(target, module, candidate, plan.precision, plan.tile, plan.tile_overlap)
+        return [_measure(target, forward, result, candidate, plan) for result in results]
 
     for candidate, fallback in zip(candidates, candidates[1:]):
         try:
@@ -247,16 +293,19 @@ def _run_sizes(
 
 
 def _measure(
-    target: ProfileTarget, module: nn.Module, result: SizeResult, device: torch.device, plan: _Plan
+    target: ProfileTarget, forward: Forward, result: SizeResult, device: torch.device, plan: _Plan
 ) -> SizeResult:
     """One size's latency and peak memory; running out of memory is a result, not a failure."""
-    x = torch.rand(result.input_shape, device=device)
+    if plan.tile is None:
+        x = torch.rand(result.input_shape, device=device)
+    else:  # the engine pads and tiles an image held on the CPU, as inference does
+        x = torch.rand(plan.batch, target.in_channels, result.height, result.width)
     try:
         timing = (
             measure_latency(
-                module,
+                forward,
                 x,
-                precision=plan.precision,
+                device=device,
                 warmup=plan.warmup,
                 repeats=plan.repeats,
                 pixels=result.height * result.width,
@@ -264,7 +313,7 @@ def _measure(
             if plan.latency
             else None
         )
-        peak = _peak_memory(target, module, x, plan.precision) if plan.memory else None
+        peak = _peak_memory(target, forward, x, device, plan) if plan.memory else None
     except RuntimeError as exc:
         if not is_out_of_memory(exc):
             raise
@@ -275,17 +324,20 @@ def _measure(
     return replace(result, latency=timing, memory=peak)
 
 
-def _peak_memory(target: ProfileTarget, module: nn.Module, x: torch.Tensor, precision: Precision) -> PeakMemory:
-    if x.device.type == "cuda":
-        return measure_cuda_peak(module, x, precision=precision)
-    if x.device.type == "cpu":
+def _peak_memory(
+    target: ProfileTarget, forward: Forward, x: torch.Tensor, device: torch.device, plan: _Plan
+) -> PeakMemory:
+    if device.type == "cuda":
+        return measure_cuda_peak(forward, x, device)
+    if device.type == "cpu":
         request = PeakRequest(
             arch=target.arch,
             config=target.config,
             input_shape=list(x.shape),
-            precision=precision,
+            precision=plan.precision,
             threads=torch.get_num_threads(),
+            tile=plan.tile,
+            tile_overlap=plan.tile_overlap,
         )
         return measure_cpu_peak(request)
-    return PeakMemory(peak_bytes=None, method=f"unavailable: {x.device.type} has no peak-memory counter")
-
+    return PeakMemory(peak_bytes=None, method=f"unavailable: {device.type} has no peak-memory counter")

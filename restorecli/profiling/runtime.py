@@ -1,10 +1,15 @@
 """Latency and peak memory of real forward passes.
 
-Latency: warm-up passes, then ``repeats`` timed passes, each ended by a device synchronisation, so
-a sample is the wall time of one complete forward. Peak memory on CUDA is the caching allocator's
-``max_memory_allocated`` around one pass; on the CPU it is the peak resident set size of a fresh
-Python process (``python -m restorecli.profiling``) that builds the network, runs it and reports
-``ru_maxrss`` above its own baseline, so nothing the parent did earlier inflates the number.
+What runs: without tiling, the bare network on an input already padded to its size multiple, on
+the device (the network's own cost); with a tile size, the engine's inference path
+(:func:`restorecli.engine.restore_tensor`: pad, run tile by tile, blend) on an input held on the
+CPU, as ``restore derain ... --tile`` runs it.
+
+Latency: warm-up passes, then ``repeats`` timed passes, each ended by a device synchronisation, so a
+sample is the wall time of one complete pass. Peak memory on CUDA is the caching allocator's
+``max_memory_allocated`` around one pass; on the CPU it is the resident-set peak of a fresh Python
+process (``python -m restorecli.profiling``) that builds the network and runs it, above its own
+post-import baseline, so nothing the parent did earlier inflates the number.
 """
 
 from __future__ import annotations
@@ -15,17 +20,19 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from restorecli.engine.device import Precision, precision_dtype
+from restorecli.engine.runner import DEFAULT_TILE_OVERLAP, restore_tensor
 from restorecli.errors import DeviceError
+from restorecli.profiling.target import ProfileTarget, describe, instantiate, target_from_config
 
 Forward = Callable[[Tensor], Any]
 
@@ -34,10 +41,13 @@ try:
 except ImportError:  # Windows: no getrusage; CPU peak memory is reported as unavailable.
     resource = None  # type: ignore[assignment]
 
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
 
 @dataclass(frozen=True)
 class Latency:
-    """Timing of repeated forward passes on one input batch.
+    """Timing of repeated passes over one input batch.
 
     Attributes:
         warmup / repeats: untimed and timed passes.
@@ -57,10 +67,10 @@ class Latency:
 
 @dataclass(frozen=True)
 class PeakMemory:
-    """Peak memory of one forward pass: weights, input, activations and output.
+    """Peak memory of one pass: weights, input, activations and output.
 
     Attributes:
-        peak_bytes: the peak, or None when this device offers no way to measure it.
+        peak_bytes: the peak, or None when it could not be measured.
         method: how it was measured (``cuda-allocator``, ``cpu-rss-subprocess``) or why it was not.
     """
 
@@ -70,29 +80,46 @@ class PeakMemory:
 
 @dataclass(frozen=True)
 class PeakRequest:
-    """What the child process builds and runs (JSON on its command line)."""
+    """What the CPU memory process builds and runs (JSON on its command line).
+
+    ``input_shape`` is padded when ``tile`` is None and the image size otherwise (the engine pads).
+    """
 
     arch: str
     config: dict[str, Any]
     input_shape: list[int]
     precision: str
     threads: int
+    tile: int | None = None
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
 
 
-@contextlib.contextmanager
-def inference_context(device: torch.device, precision: Precision) -> Iterator[None]:
-    """``inference_mode`` plus autocast to ``precision`` (none for fp32), as inference runs.
+def make_forward(
+    target: ProfileTarget,
+    module: nn.Module,
+    device: torch.device,
+    precision: Precision,
+    tile: int | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+) -> Forward:
+    """The pass to measure: the bare network under inference mode and autocast, or the tiled engine.
 
     Raises:
         ConfigError: ``device`` does not support ``precision``.
     """
     dtype = precision_dtype(device, precision)
-    with torch.inference_mode():
-        if dtype == torch.float32:
-            yield
-        else:
-            with torch.autocast(device_type=device.type, dtype=dtype):
-                yield
+    if tile is not None:
+        descriptor = describe(target, module, device)
+        return lambda x: restore_tensor(
+            descriptor, x, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=1, fallback=False
+        )
+
+    def forward(x: Tensor) -> Tensor:
+        autocast = torch.autocast(device.type, dtype) if dtype != torch.float32 else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            return module(x)
+
+    return forward
 
 
 def synchronize(device: torch.device) -> None:
@@ -107,7 +134,7 @@ def measure_latency(
     forward: Forward,
     x: Tensor,
     *,
-    precision: Precision = "fp32",
+    device: torch.device | None = None,
     warmup: int = 2,
     repeats: int = 10,
     pixels: int | None = None,
@@ -115,48 +142,45 @@ def measure_latency(
     """Time ``forward(x)``: ``warmup`` untimed passes, then ``repeats`` timed ones.
 
     Args:
-        forward: the network (or any callable) to time.
-        x: the ``(N, C, H, W)`` input batch, on the device to measure.
+        forward: the pass to time (see :func:`make_forward`), or any callable.
+        x: the ``(N, C, H, W)`` input batch.
+        device: where the work runs, to synchronise on (default: ``x.device``).
         pixels: pixels per image for the megapixels/s figure (default ``H * W`` of ``x``); pass the
             unpadded size so padding overhead lowers the throughput, as it does for users.
     """
-    samples = np.array(_timed_runs(forward, x, precision, warmup, repeats))
-    median = float(np.median(samples))
+    device = x.device if device is None else device
+    for _ in range(warmup):
+        forward(x)
+    synchronize(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        forward(x)
+        synchronize(device)
+        samples.append(time.perf_counter() - start)
+    seconds = np.array(samples)
+    median = float(np.median(seconds))
     batch = x.shape[0]
     pixels = pixels if pixels is not None else x.shape[-2] * x.shape[-1]
     return Latency(
         warmup=warmup,
         repeats=repeats,
         median_ms=median * 1e3,
-        p90_ms=float(np.percentile(samples, 90)) * 1e3,
-        min_ms=float(samples.min()) * 1e3,
+        p90_ms=float(np.percentile(seconds, 90)) * 1e3,
+        min_ms=float(seconds.min()) * 1e3,
         images_per_second=batch / median,
         megapixels_per_second=batch * pixels / median / 1e6,
     )
 
 
-def _timed_runs(forward: Forward, x: Tensor, precision: Precision, warmup: int, repeats: int) -> list[float]:
-    with inference_context(x.device, precision):
-        for _ in range(warmup):
-            forward(x)
-        synchronize(x.device)
-        samples = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            forward(x)
-            synchronize(x.device)
-            samples.append(time.perf_counter() - start)
-    return samples
-
-
-def measure_cuda_peak(forward: Forward, x: Tensor, *, precision: Precision = "fp32") -> PeakMemory:
-    """Peak CUDA allocator memory (weights, input, activations, output) during one ``forward(x)``."""
-    synchronize(x.device)
-    torch.cuda.reset_peak_memory_stats(x.device)
-    with inference_context(x.device, precision):
-        forward(x)
-    synchronize(x.device)
-    return PeakMemory(peak_bytes=int(torch.cuda.max_memory_allocated(x.device)), method="cuda-allocator")
+def measure_cuda_peak(forward: Forward, x: Tensor, device: torch.device) -> PeakMemory:
+    """Peak CUDA allocator memory on ``device`` (weights, activations, and whatever else lives there)
+    during one ``forward(x)``."""
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    forward(x)
+    synchronize(device)
+    return PeakMemory(peak_bytes=int(torch.cuda.max_memory_allocated(device)), method="cuda-allocator")
 
 
 def measure_cpu_peak(request: PeakRequest) -> PeakMemory:
@@ -165,8 +189,8 @@ def measure_cpu_peak(request: PeakRequest) -> PeakMemory:
     A failed child (typically killed by the kernel's out-of-memory killer) gives ``peak_bytes``
     None and a ``method`` that says why, so one size too large does not abort a scaling sweep.
     """
-    if resource is None:
-        return PeakMemory(peak_bytes=None, method="unavailable: no resource.getrusage on this platform")
+    if resource is None and not _STATUS.exists():
+        return PeakMemory(peak_bytes=None, method="unavailable: no /proc or resource.getrusage on this platform")
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "restorecli.profiling", json.dumps(asdict(request))]
@@ -181,29 +205,51 @@ def measure_cpu_peak(request: PeakRequest) -> PeakMemory:
     return PeakMemory(peak_bytes=int(result["peak_bytes"]), method="cpu-rss-subprocess")
 
 
-def max_rss_bytes() -> int:
-    """This process's peak resident set size so far (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
-    if resource is None:
-        raise DeviceError("Expected resource.getrusage to measure memory, but this platform lacks it")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+def resident_bytes() -> tuple[int, int]:
+    """``(current, peak)`` resident set size of this process, in bytes.
+
+    Linux: ``VmRSS``/``VmHWM`` from ``/proc/self/status``. Not ``ru_maxrss``, which Linux carries
+    over ``execve`` from the forked parent, so a child would report its parent's peak. Elsewhere
+    ``ru_maxrss`` (bytes on macOS, KiB on other systems) stands for both.
+
+    Raises:
+        DeviceError: the platform offers neither (Windows).
+    """
+    try:
+        status = _STATUS.read_text(encoding="ascii")
+    except OSError:
+        if resource is None:
+            raise DeviceError("Expected /proc or resource.getrusage to measure memory, but this platform lacks both")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = int(peak) if sys.platform == "darwin" else int(peak) * 1024
+        return peak, peak
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+
+
+def reset_peak_resident() -> None:
+    """Restart the peak-RSS record at the current size (Linux ``clear_refs``), when the kernel allows."""
+    with contextlib.suppress(OSError):
+        _CLEAR_REFS.write_text("5", encoding="ascii")
 
 
 def peak_rss_of(request: PeakRequest) -> dict[str, int]:
-    """In the child process: build, run twice, and return peak RSS above the post-import baseline.
+    """In the child process: build, run twice, and return the resident peak above the baseline.
 
-    Two passes, because the first may also set up oneDNN/allocator caches that later passes reuse;
-    the peak covers both.
+    The baseline is the resident size after imports, with the peak record reset there, so import
+    transients do not count. Two passes, because the first may also set up oneDNN and allocator
+    caches that later passes reuse; the peak covers both.
     """
-    from restorecli.zoo.architectures import build_model
-
     torch.set_num_threads(request.threads)
-    baseline = max_rss_bytes()
-    module = build_model(request.arch, request.config).eval()
-    model_peak = max_rss_bytes()
+    cpu = torch.device("cpu")
+    reset_peak_resident()
+    baseline, _ = resident_bytes()
+    target = target_from_config(request.arch, request.config)
+    module = instantiate(target, cpu)
+    _, model_peak = resident_bytes()
+    forward = make_forward(target, module, cpu, request.precision, request.tile, request.tile_overlap)  # type: ignore[arg-type]
     x = torch.rand(request.input_shape)
-    with inference_context(torch.device("cpu"), request.precision):  # type: ignore[arg-type]
-        for _ in range(2):
-            module(x)
-    return {"peak_bytes": max_rss_bytes() - baseline, "model_bytes": model_peak - baseline}
-
+    for _ in range(2):
+        forward(x)
+    _, peak = resident_bytes()
+    return {"peak_bytes": peak - baseline, "model_bytes": model_peak - baseline}

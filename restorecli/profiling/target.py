@@ -17,6 +17,7 @@ from torch import nn
 
 from restorecli.errors import ConfigError
 from restorecli.zoo import architectures, loader, pretrained
+from restorecli.zoo.descriptor import ModelDescriptor
 
 
 @dataclass(frozen=True)
@@ -68,20 +69,20 @@ def resolve_target(
         kwargs = architectures.resolve_config(arch, _parse_config(config))
         label = f"{arch} ({_config_label(config, architectures.get_arch(arch).default_config)})"
         if weights is None:
-            return _target(label, arch, kwargs)
+            return target_from_config(arch, kwargs, label)
         state = loader.read_state_dict(weights)
         module, kwargs = loader.build_and_load(arch, kwargs, state, str(weights))
-        return _target(label, arch, kwargs, weights=weights, module=module)
+        return target_from_config(arch, kwargs, label, weights, module)
     if model is not None:
         if weights is not None:
             descriptor = loader.load_descriptor(model, weights=weights, progress=False)
-            return _target(model, descriptor.arch, descriptor.config, weights=weights, module=descriptor.module)
+            return target_from_config(descriptor.arch, descriptor.config, model, weights, descriptor.module)
         entry = pretrained.get_entry(model)
         entry_arch = architectures.local_variant(entry.arch) if entry.tlc else entry.arch
-        return _target(entry.name, entry_arch, architectures.resolve_config(entry_arch, entry.config))
+        return target_from_config(entry_arch, architectures.resolve_config(entry_arch, entry.config), entry.name)
     if weights is not None:
         descriptor = loader.load_descriptor(weights, progress=False)
-        return _target(str(weights), descriptor.arch, descriptor.config, weights=weights, module=descriptor.module)
+        return target_from_config(descriptor.arch, descriptor.config, str(weights), weights, descriptor.module)
     raise ConfigError("Expected a network: --arch NAME [--config NAME], --model NAME or --weights FILE, but got none")
 
 
@@ -93,9 +94,7 @@ def _parse_config(config: str | None) -> str | dict[str, Any] | None:
         parsed = json.loads(config)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"Expected a config name or a JSON object, but got {config!r} ({exc.msg})") from None
-    if not isinstance(parsed, dict):
-        raise ConfigError(f"Expected a JSON object of constructor arguments, but got {config!r}")
-    return parsed
+    return parsed  # text starting with "{" that parses is an object
 
 
 def _config_label(config: str | None, default: str) -> str:
@@ -104,22 +103,43 @@ def _config_label(config: str | None, default: str) -> str:
     return "custom" if config.lstrip().startswith("{") else config
 
 
-def _target(
-    label: str,
+def target_from_config(
     arch: str,
     kwargs: dict[str, Any],
+    label: str | None = None,
     weights: Path | None = None,
     module: nn.Module | None = None,
 ) -> ProfileTarget:
+    """A target for ``arch`` with full constructor ``kwargs`` (labelled ``arch`` unless given)."""
     spec = architectures.get_arch(arch)
     return ProfileTarget(
-        label=label,
+        label=arch if label is None else label,
         arch=arch,
         config=kwargs,
         in_channels=spec.channels(kwargs)[0],
         pad_multiple=spec.padding(kwargs)[0],
         weights=None if weights is None else str(weights),
         module=None if module is None else module.eval(),
+    )
+
+
+def describe(target: ProfileTarget, module: nn.Module, device: torch.device) -> ModelDescriptor:
+    """The engine's record for ``module`` (already on ``device``), to run it as inference does."""
+    spec = architectures.get_arch(target.arch)
+    in_channels, out_channels = spec.channels(target.config)
+    multiple, mode = spec.padding(target.config)
+    return ModelDescriptor(
+        module=module,
+        name=target.label,
+        arch=target.arch,
+        config=target.config,
+        task=None,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        pad_multiple=multiple,
+        pad_mode=mode,
+        local=spec.is_local(target.config),
+        device=device,
     )
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import torch
 
 from restorecli.engine.device import resolve_device
 from restorecli.errors import ConfigError
@@ -115,6 +116,16 @@ def train(
         time_limit_s: stop with a checkpoint after the first step that ends past this many seconds
             of this session, so a long run can be continued in a later session.
     """
+    threads = torch.get_num_threads()
+    if recipe.runtime.threads:
+        torch.set_num_threads(recipe.runtime.threads)
+    try:
+        return _train(recipe, resume, progress, time_limit_s)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(recipe: Recipe, resume: bool, progress: bool, time_limit_s: float | None) -> TrainResult:
     from tqdm import tqdm
 
     run_dir = resolve_path(recipe.output.dir)

@@ -162,10 +162,16 @@ class OutputSection:
 
 @dataclass(frozen=True)
 class RuntimeSection:
-    """Device (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and compute precision for training."""
+    """Device (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``), compute precision, and CPU threads.
+
+    ``threads`` sets ``torch.set_num_threads`` for the run (0 = PyTorch's default, one per core).
+    On a CPU shared with other busy processes, 1 thread can be several times faster than 2, because
+    OpenMP threads waiting for a descheduled sibling spin instead of working.
+    """
 
     device: str = "auto"
     precision: Precision = "fp32"
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -359,8 +365,8 @@ def _check(recipe: Recipe, source: str) -> None:
         raise ConfigError(f"Expected schedule.stages in increasing 'until' order, but got {untils} ({source})")
     if not 0 <= recipe.optim.ema < 1:
         raise ConfigError(f"Expected optim.ema in [0, 1), but got {recipe.optim.ema} ({source})")
-    if recipe.schedule.warmup < 0 or data.workers < 0 or data.margin < 0:
-        raise ConfigError(f"Expected schedule.warmup, data.workers and data.margin >= 0 ({source})")
+    if min(recipe.schedule.warmup, data.workers, data.margin, recipe.runtime.threads) < 0:
+        raise ConfigError(f"Expected schedule.warmup, data.workers, data.margin and runtime.threads >= 0 ({source})")
     validation = recipe.validation
     if validation is not None:
         if bool(validation.clean) == bool(validation.paired):

@@ -122,8 +122,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         # The schedule's shape comes from the current recipe (a run may be extended); only the
         # step count and learning rates come from the checkpoint.
-        scheduler_state = {k: v for k, v in state["scheduler"].items() if k != "lr_lambdas"}
-        self.scheduler.load_state_dict(scheduler_state)
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.scheduler.lr_lambdas)})
         ckpt.restore_rng(state["rng"])
         self.iteration = int(state["iteration"])
         self.wall_time_s = float(state["wall_time_s"])

@@ -1,0 +1,109 @@
+"""``restore derain|deblur|denoise`` end to end with a tiny checkpoint on generated images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from restorecli.cli.app import app
+from restorecli.images import read_array, write_array
+from restorecli.zoo import architectures, download
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.pth"
+    torch.save({"params": architectures.build_model("nafnet", "tiny").state_dict()}, path)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    rng = np.random.default_rng(0)
+    write_array(folder / "a.png", rng.integers(0, 256, (37, 45, 3), dtype=np.uint8))
+    write_array(folder / "b16.png", rng.integers(0, 65536, (20, 23, 3), dtype=np.uint16))
+    write_array(folder / "c_rgba.png", rng.integers(0, 256, (16, 19, 4), dtype=np.uint8))
+    write_array(folder / "d_grey.png", rng.integers(0, 256, (21, 17), dtype=np.uint8))
+    return folder
+
+
+def test_folder_is_restored_with_depth_alpha_and_names_kept(checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["denoise", str(images), str(out), "--model", str(checkpoint), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "4 restored, 0 skipped, 0 failed" in result.output
+    for source in images.iterdir():
+        restored, original = read_array(out / source.name), read_array(source)
+        assert restored.shape == original.shape and restored.dtype == original.dtype
+    np.testing.assert_array_equal(read_array(out / "c_rgba.png")[..., 3], read_array(images / "c_rgba.png")[..., 3])
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_broken_file_is_reported_and_the_rest_processed(checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["derain", str(images), str(out), "--model", str(checkpoint), "-q"])
+    assert result.exit_code == 1
+    assert "4 restored, 0 skipped, 1 failed" in result.output
+    assert "broken.jpg" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b16.png", "c_rgba.png", "d_grey.png"]
+
+
+def test_skip_existing_resumes(checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"kept")
+    result = runner.invoke(app, ["deblur", str(images), str(out), "--model", str(checkpoint), "--skip-existing", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "3 restored, 1 skipped" in result.output
+    assert (out / "a.png").read_bytes() == b"kept"
+
+
+def test_refuses_to_write_into_the_input_folder(checkpoint: Path, images: Path) -> None:
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    result = runner.invoke(app, ["denoise", str(images), str(images), "--model", str(checkpoint), "-q"])
+    assert result.exit_code == 1
+    assert "Error: Expected an output folder other than the input folder" in result.output
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+
+
+def test_single_file_input_with_tiling(checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["denoise", str(images / "a.png"), str(out), "--model", str(checkpoint), "--tile", "16", "--tile-overlap", "8", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+
+
+def test_missing_default_weights_give_the_clear_message(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "PROJECT_WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("RESTORECLI_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["derain", str(images), str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 1
+    assert "Error: Expected the weights of restorecli-derain at" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_and_bad_device_are_one_line_errors(images: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["derain", str(images), str(tmp_path / "o"), "--model", "restormer-derian"])
+    assert result.exit_code == 1 and "did you mean restormer-derain" in result.output
+    result = runner.invoke(app, ["derain", str(images), str(tmp_path / "o"), "--device", "tpu"])
+    assert result.exit_code == 1 and result.output.startswith("Error:")
+
+
+def test_models_lists_the_zoo() -> None:
+    result = runner.invoke(app, ["models", "--task", "derain"])
+    assert result.exit_code == 0
+    assert "restorecli-derain" in result.output and "restormer-derain" in result.output
+    assert "restormer-deblur-motion" not in result.output

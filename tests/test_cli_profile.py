@@ -1,0 +1,108 @@
+"""`restore profile` through the real Typer app: table, JSON, options and exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from restorecli import profiling
+from restorecli.cli.app import app
+from restorecli.zoo.architectures import build_on_meta
+
+runner = CliRunner()
+TINY = ["profile", "--arch", "nafnet", "--config", "tiny"]
+COUNT_ONLY = ["--no-latency", "--no-memory"]
+
+
+def test_table_shows_parameters_macs_flops_breakdown_and_runtime() -> None:
+    result = runner.invoke(app, [*TINY, "--size", "32", "--device", "cpu", "--warmup", "0", "--repeats", "2", "--no-memory"])
+    assert result.exit_code == 0, result.output
+    model = build_on_meta("nafnet", "tiny")
+    params = profiling.count_parameters(model).total
+    macs = profiling.count_macs(model, (1, 3, 32, 32)).total
+    out = result.stdout
+    assert f"Parameters  {params:,} " in out
+    assert f"{macs / 1e6:.2f} MMACs = {2 * macs / 1e6:.2f} MFLOPs at input 1x3x32x32" in out
+    assert "Per module, depth 1, most MACs first:" in out and "encoders.0" in out
+    assert "Runtime on cpu, fp32, batch 1, 0 warm-up + 2 timed passes:" in out
+    runtime_rows = out.split("Runtime on cpu")[1].splitlines()
+    assert runtime_rows[3].split()[:3] == ["32x32", "1x3x32x32", f"{macs / 1e6:.2f}"]
+    assert "FLOPs = 2 x MACs" in out
+
+
+def test_json_is_complete_and_consistent() -> None:
+    result = runner.invoke(app, [*TINY, "--size", "30x36", "--batch", "2", "--depth", "2", *COUNT_ONLY, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    macs = profiling.count_macs(build_on_meta("nafnet", "tiny"), (2, 3, 32, 36)).total
+    assert data["macs"] == {
+        "input_shape": [2, 3, 32, 36],
+        "macs": macs,
+        "flops": 2 * macs,
+        "by_operator": {"convolution": macs},
+    }
+    assert data["device"] is None and data["sizes"][0]["latency"] is None
+    assert sum(row["macs"] for row in data["breakdown"]) == macs
+    assert data["parameters"]["total"] == sum(row["params"] for row in data["breakdown"])
+    assert any("padded to multiples of 4" in note for note in data["notes"])
+
+
+def test_sizes_list_macs_per_size_without_running() -> None:
+    result = runner.invoke(app, [*TINY, "--sizes", "16,32,64x32", *COUNT_ONLY])
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.split("MACs per size:")[1].splitlines()[3:6]
+    assert [row.split()[:2] for row in rows] == [["16x16", "1x3x16x16"], ["32x32", "1x3x32x32"], ["64x32", "1x3x64x32"]]
+
+
+def test_top_limits_the_printed_breakdown_but_not_the_json() -> None:
+    args = [*TINY, "--depth", "3", *COUNT_ONLY]
+    table = runner.invoke(app, [*args, "--top", "4"])
+    assert table.exit_code == 0, table.output
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    hidden = len(data["breakdown"]) - 4
+    assert f"... {hidden} more rows (" in table.stdout and hidden > 0
+
+
+def test_zoo_model_by_name_needs_no_weights() -> None:
+    result = runner.invoke(app, ["profile", "--model", "nafnet-sidd-width32", "--size", "64", *COUNT_ONLY, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["model"], data["arch"], data["weights"]) == ("nafnet-sidd-width32", "nafnet", None)
+    assert data["parameters"]["total"] == 29_159_715
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["profile", *COUNT_ONLY], "Expected a network: --arch NAME"),
+        (["profile", "--arch", "restormr"], "did you mean restormer?"),
+        ([*TINY, "--size", "0"], "Expected a size H or HxW"),
+        ([*TINY, "--sizes", "16,big"], "Expected a size H or HxW"),
+        ([*TINY, "--device", "tpu"], "Expected a device among auto, cpu"),
+        ([*TINY, "--device", "cpu", "--precision", "fp16"], "Expected a precision cpu supports"),
+        ([*TINY, "--model", "nafnet-sidd-width32"], "Expected either --arch or --model"),
+    ],
+)
+def test_errors_are_one_line_on_stderr_with_exit_code_1(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+    assert result.stdout == ""
+
+
+def test_invalid_counts_are_usage_errors() -> None:
+    assert runner.invoke(app, [*TINY, "--batch", "0"]).exit_code == 2
+    assert runner.invoke(app, [*TINY, "--repeats", "0"]).exit_code == 2
+
+
+def test_every_option_has_help_text() -> None:
+    result = runner.invoke(app, ["profile", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    command = typer.main.get_command(app).commands["profile"]  # type: ignore[attr-defined]
+    assert command.help
+    for param in command.params:
+        assert getattr(param, "help", None), param.name
+        assert param.opts[0] in result.stdout

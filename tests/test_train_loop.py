@@ -1,0 +1,213 @@
+"""End-to-end training on tiny generated data: learning, exact resume, Ctrl-C, export through the zoo loader."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from restorecli.cli.app import app
+from restorecli.errors import ConfigError
+from restorecli.images import write_array
+from restorecli.train import checkpoint as ckpt
+from restorecli.train.loop import train
+from restorecli.train.recipe import Recipe, recipe_from_dict
+from restorecli.train.trainer import Trainer
+from restorecli.zoo.architectures import build_model
+from restorecli.zoo.loader import load_descriptor
+
+CARD_KEYS = {"name", "arch", "config", "task", "recipe", "data", "iterations", "wall_time_s", "val", "created", "restorecli_version"}
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:40, 0:40]
+    for i in range(4):
+        freq = rng.uniform(3, 8, size=3)
+        image = np.stack([0.5 + 0.4 * np.sin((x + 2 * y) / f + c) for c, f in enumerate(freq)], axis=-1)
+        write_array(tmp_path / "clean" / f"c{i}.png", (image * 255).round().astype(np.uint8))
+    return tmp_path
+
+
+def make_recipe(root: Path, run: str = "run", iterations: int = 6, **sections: dict) -> Recipe:
+    raw: dict = {
+        "name": "tiny-denoise",
+        "model": {"arch": "nafnet", "config": "tiny"},
+        "data": {"clean": [str(root / "clean")], "patch": 16, "batch": 4, "workers": 0},
+        "degradation": {"kind": "noise", "params": {"sigma_range": [10.0, 30.0]}},
+        "schedule": {"iterations": iterations, "warmup": 1},
+        "optim": {"lr": 3e-3, "ema": 0.9},
+        "loss": {"kind": "l1"},
+        "validation": {"every": 3, "clean": str(root / "clean"), "max_images": 2, "crop": 24, "final_max_images": 2,
+                       "degradation": {"kind": "noise", "params": {"sigma": 20.0}}},
+        "output": {"dir": str(root / run), "checkpoint_every": 3, "log_every": 1},
+        "runtime": {"device": "cpu", "threads": 1},
+    }
+    raw.update(sections)
+    return recipe_from_dict(raw)
+
+
+def log_lines(run_dir: Path, kind: str) -> list[dict]:
+    lines = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [line for line in lines if line["kind"] == kind]
+
+
+def test_a_short_run_lowers_the_loss_and_exports_a_loadable_model(data: Path) -> None:
+    recipe = make_recipe(data, iterations=24, schedule={"iterations": 24, "warmup": 2})
+    result = train(recipe, progress=False)
+    assert result.iteration == 24 and result.stopped is None
+    losses = [line["loss"] for line in log_lines(result.run_dir, "train")]
+    assert len(losses) == 24
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert [line["iteration"] for line in log_lines(result.run_dir, "val")] == [3, 6, 9, 12, 15, 18, 21, 24]
+
+    export = result.export
+    assert export is not None and export.weights.name == "tiny-denoise.safetensors"
+    card = json.loads(export.card.read_text())
+    assert set(card) == CARD_KEYS
+    assert card["arch"] == "nafnet" and card["task"] == "denoise" and card["iterations"] == 24
+    assert card["config"]["width"] == 4 and card["config"]["enc_blk_nums"] == [1, 1]
+    assert card["data"]["train"]["images"] == 4
+    assert set(card["val"]) >= {"psnr", "ssim", "input_psnr", "input_ssim", "images"} and card["val"]["images"] == 2
+    assert recipe_from_dict(card["recipe"]) == recipe
+
+    tensors = load_file(str(export.weights))
+    reference = build_model(card["arch"], card["config"]).state_dict()
+    assert sorted(tensors) == sorted(reference)  # safetensors stores keys sorted
+    assert all(tensors[k].shape == v.shape for k, v in reference.items())
+
+    descriptor = load_descriptor(export.weights)
+    assert descriptor.arch == "nafnet" and descriptor.task == "denoise" and descriptor.config == card["config"]
+    final = ckpt.load_checkpoint(ckpt.latest_checkpoint(result.run_dir))
+    for key, value in descriptor.module.state_dict().items():
+        assert torch.equal(value, final["ema"][key])
+
+
+def test_checkpoints_load_with_weights_only_and_keep_the_newest(data: Path) -> None:
+    result = train(make_recipe(data, iterations=9, output={"dir": str(data / "run"), "checkpoint_every": 2, "keep": 2}), progress=False)
+    assert [i for i, _ in ckpt.list_checkpoints(result.run_dir)] == [8, 9]
+    state = torch.load(ckpt.latest_checkpoint(result.run_dir), weights_only=True)
+    assert state["iteration"] == 9 and state["ema_updates"] == 9
+    assert state["sample"] == 9 * 4
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, iteration: int) -> None:
+    """Deliver a real SIGINT while step ``iteration`` runs, as a user pressing Ctrl-C would."""
+    real_step = Trainer.step
+
+    def step(self: Trainer, degraded: torch.Tensor, clean: torch.Tensor) -> float:
+        if self.iteration + 1 == iteration:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(self, degraded, clean)
+
+    monkeypatch.setattr(Trainer, "step", step)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resume_matches_an_uninterrupted_run(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stages = {"iterations": 8, "warmup": 2, "stages": [{"until": 4, "patch": 8, "batch": 6}, {"until": 8, "patch": 16, "batch": 3}]}
+    straight = train(make_recipe(data, "straight", schedule=stages), progress=False)
+
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 5)
+        stopped = train(make_recipe(data, "resumed", schedule=stages), progress=False)
+    assert stopped.stopped == "interrupted" and stopped.iteration == 5 and stopped.export is None
+    assert stopped.checkpoint == ckpt.checkpoint_path(data / "resumed", 5)
+    assert log_lines(data / "resumed", "stop")[-1]["reason"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    torch.manual_seed(123)  # the resumed run must not depend on the global RNG it starts with
+    resumed = train(make_recipe(data, "resumed", schedule=stages), resume=True, progress=False)
+    assert resumed.iteration == 8 and resumed.export is not None
+
+    straight_losses = [line["loss"] for line in log_lines(data / "straight", "train")]
+    resumed_losses = [line["loss"] for line in log_lines(data / "resumed", "train")]
+    assert resumed_losses == straight_losses  # iterations 6..8 repeat bit for bit
+    a = ckpt.load_checkpoint(ckpt.latest_checkpoint(data / "straight"))
+    b = ckpt.load_checkpoint(ckpt.latest_checkpoint(data / "resumed"))
+    for part in ("model", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+
+
+def test_keyboard_interrupt_between_steps_saves_a_checkpoint(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_iter = torch.utils.data.DataLoader.__iter__
+    fetched = {"count": 0}
+
+    class Interrupting:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __next__(self) -> object:
+            fetched["count"] += 1
+            if fetched["count"] == 3:
+                raise KeyboardInterrupt
+            return next(self.inner)
+
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__iter__", lambda self: Interrupting(real_iter(self)))
+    result = train(make_recipe(data), progress=False)
+    assert result.stopped == "interrupted" and result.iteration == 2
+    assert ckpt.latest_checkpoint(result.run_dir) == ckpt.checkpoint_path(result.run_dir, 2)
+
+
+def test_time_limit_stops_with_a_checkpoint(data: Path) -> None:
+    result = train(make_recipe(data), progress=False, time_limit_s=0.0)
+    assert result.stopped == "time limit" and result.iteration == 1
+    assert ckpt.latest_checkpoint(result.run_dir) == ckpt.checkpoint_path(result.run_dir, 1)
+
+
+def test_existing_checkpoints_need_resume(data: Path) -> None:
+    recipe = make_recipe(data)
+    train(recipe, progress=False, time_limit_s=0.0)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(recipe, progress=False)
+
+
+def test_cli_trains_and_exports_a_run(data: Path) -> None:
+    recipe = data / "tiny.toml"
+    recipe.write_text(
+        f"""
+name = "cli-tiny"
+[model]
+arch = "nafnet"
+config = "tiny"
+[data]
+paired = "{data / 'pairs'}"
+patch = 16
+batch = 2
+workers = 0
+[schedule]
+iterations = 3
+[runtime]
+threads = 1
+""",
+        encoding="utf-8",
+    )
+    for i in range(2):
+        clean = (np.random.default_rng(i).random((24, 24, 3)) * 255).astype(np.uint8)
+        write_array(data / "pairs" / "target" / f"p{i}.png", clean)
+        write_array(data / "pairs" / "input" / f"p{i}.png", clean // 2)
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(recipe), "--out", str(data / "cli-run"), "--no-progress", "--json"])
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout)
+    assert summary["iteration"] == 3 and Path(summary["weights"]).is_file()
+    assert json.loads(Path(summary["card"]).read_text())["val"] is None  # no [validation] section
+
+    exported = runner.invoke(app, ["train", "--export", str(data / "cli-run"), "--out", str(data / "exported"), "--json"])
+    assert exported.exit_code == 0, exported.output
+    assert (data / "exported" / "cli-tiny.safetensors").is_file() and (data / "exported" / "cli-tiny.json").is_file()
+
+    again = runner.invoke(app, ["train", str(recipe), "--out", str(data / "cli-run")])
+    assert again.exit_code == 1 and "--resume" in again.stderr
+    empty = runner.invoke(app, ["train", "--export", str(data / "nowhere")])
+    assert empty.exit_code == 1 and "checkpoints" in empty.stderr

@@ -1,0 +1,156 @@
+"""The one loader: zoo names, bare checkpoints, model cards, unsafe pickles and mismatches."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from restorecli.errors import CheckpointError, UnknownModelError, WeightsNotFoundError
+from restorecli.zoo import architectures, download, loader, pretrained
+
+
+def _tiny_state(arch: str = "nafnet") -> dict[str, torch.Tensor]:
+    return architectures.build_model(arch, "tiny").state_dict()
+
+
+def test_bare_pth_checkpoint_infers_architecture_and_loads_exact_weights(tmp_path: Path) -> None:
+    state = _tiny_state()
+    path = tmp_path / "model.pth"
+    torch.save({"params": state}, path)
+    descriptor = loader.load_descriptor(path)
+    assert descriptor.arch == "nafnet"
+    assert descriptor.config == architectures.resolve_config("nafnet", "tiny")
+    assert (descriptor.in_channels, descriptor.out_channels) == (3, 3)
+    assert (descriptor.pad_multiple, descriptor.pad_mode) == (4, "constant")
+    loaded = descriptor.module.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert not descriptor.module.training
+
+
+@pytest.mark.parametrize("wrapper", ["params_ema", "state_dict", None])
+def test_wrappers_and_module_prefix_are_unwrapped(tmp_path: Path, wrapper: str | None) -> None:
+    state = {f"module.{k}": v for k, v in _tiny_state("restormer").items()}
+    payload = state if wrapper is None else {wrapper: state, "iter": torch.tensor(5)}
+    path = tmp_path / "model.pt"
+    torch.save(payload, path)
+    descriptor = loader.load_descriptor(path)
+    assert descriptor.arch == "restormer"
+    assert (descriptor.pad_multiple, descriptor.pad_mode) == (8, "reflect")
+
+
+def test_params_ema_is_preferred_over_params(tmp_path: Path) -> None:
+    state = _tiny_state()
+    ema = {k: v + 1 for k, v in state.items()}
+    path = tmp_path / "model.pth"
+    torch.save({"params": state, "params_ema": ema}, path)
+    loaded = loader.read_state_dict(path)
+    assert all(torch.equal(loaded[k], ema[k]) for k in state)
+
+
+def test_safetensors_with_model_card_uses_the_card(tmp_path: Path) -> None:
+    state = _tiny_state()
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    card = {"name": "mine", "arch": "nafnet", "config": architectures.resolve_config("nafnet", "tiny"), "task": "derain"}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    descriptor = loader.load_descriptor(path)
+    assert descriptor.task == "derain"
+    assert descriptor.extra["card"]["name"] == "mine"
+
+
+class _Exploit:
+    """Unpickling this would run a shell command that creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_pickle_that_would_execute_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"params": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match="refuses to execute"):
+        loader.load_descriptor(path)
+    assert not marker.exists()
+
+
+def test_mismatch_names_missing_unexpected_and_misshaped_keys(tmp_path: Path) -> None:
+    state = _tiny_state()
+    state["intro.weight"] = torch.zeros(1, 2, 3, 3)
+    del state["ending.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "broken.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as info:
+        loader.build_and_load("nafnet", "tiny", state, str(path))
+    message = str(info.value)
+    assert "1 missing: ending.bias" in message
+    assert "1 unexpected: extra.weight" in message
+    assert "intro.weight (1, 2, 3, 3) vs (4, 3, 3, 3)" in message
+    assert str(path) in message
+
+
+def test_mismatch_suggests_the_zoo_entry_the_file_fits(tmp_path: Path) -> None:
+    state = architectures.build_on_meta("nafnet", "lite-w16").state_dict()
+    state = {k: torch.zeros(v.shape) for k, v in state.items()}
+    with pytest.raises(CheckpointError, match="restorecli-derain"):
+        loader.build_and_load("nafnet", "tiny", state, "x.pth")
+
+
+def test_arch_from_a_zoo_entry_overrides_inference(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pth"
+    torch.save(_tiny_state(), path)
+    with pytest.raises(CheckpointError, match="Expected the weights to fit restormer"):
+        loader.load_descriptor(path, arch_from="restormer-derain")
+
+
+def test_corrupt_and_foreign_files_give_one_line_errors(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt.pth"):
+        loader.load_descriptor(corrupt)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"optimizer": {"lr": 1.0}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pth"):
+        loader.load_descriptor(foreign)
+
+
+def test_unknown_name_suggests_close_matches() -> None:
+    with pytest.raises(UnknownModelError, match="did you mean restormer-derain"):
+        loader.load_descriptor("restormer-derian")
+
+
+def test_tlc_switches_nafnet_to_its_local_variant(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pth"
+    torch.save(_tiny_state(), path)
+    assert loader.load_descriptor(path, tlc=True).arch == "nafnet-local"
+    assert loader.load_descriptor(path).arch == "nafnet"
+
+
+def test_missing_bundled_weights_say_where_to_put_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download, "PROJECT_WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("RESTORECLI_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    entry = pretrained.default_for("derain")
+    with pytest.raises(WeightsNotFoundError) as info:
+        loader.load_descriptor(entry.name)
+    assert str(tmp_path / "weights" / entry.filename) in str(info.value)
+    assert "restore train recipes/derain.toml" in str(info.value)
+
+
+def test_explicit_weights_path_wins(tmp_path: Path) -> None:
+    entry = pretrained.get_entry("restorecli-denoise")
+    state = architectures.build_model(entry.arch, entry.config).state_dict()
+    path = tmp_path / "custom.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    descriptor = loader.load_descriptor(entry.name, weights=path)
+    assert descriptor.task == "denoise"
+    assert descriptor.extra["weights"] == str(path)
