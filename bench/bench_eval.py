@@ -29,7 +29,8 @@ def generate_pairs(root: Path, count: int, size: int) -> tuple[Path, Path]:
     for index in range(count):
         phase = rng.uniform(0, 2 * np.pi, 3)
         channels = [
-            0.5 + 0.3 * np.sin(2 * np.pi * (3 + index) * rows + phase[c]) * np.cos(2 * np.pi * 5 * cols + phase[c])
+            0.5
+            + 0.3 * np.sin(2 * np.pi * (3 + index) * rows + phase[c]) * np.cos(2 * np.pi * 5 * cols + phase[c])
             + 0.2 * cols
             for c in range(3)
         ]
@@ -80,8 +81,10 @@ def main() -> None:
             print(f"  restorecli workers={workers:<2d}     {args.pairs / seconds:7.2f} pairs/s  ({seconds:.2f} s)")
             gap_psnr = abs(report.summary["psnr"] - sk_psnr)
             gap_ssim = abs(report.summary["ssim"] - sk_ssim)
-            print(f"    mean PSNR {report.summary['psnr']:.4f} dB (|diff| {gap_psnr:.1e}), "
-                  f"mean SSIM {report.summary['ssim']:.6f} (|diff| {gap_ssim:.1e})")
+            print(
+                f"    mean PSNR {report.summary['psnr']:.4f} dB (|diff| {gap_psnr:.1e}), "
+                f"mean SSIM {report.summary['ssim']:.6f} (|diff| {gap_ssim:.1e})"
+            )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ overlap shows only in wall-clock time. Rows:
     python bench/bench_inference.py                               # NAFNet lite-w16, 1024x1024 (1 MP)
     python bench/bench_inference.py --size 256 --repeats 1 --images 3   # quick check
     python bench/bench_inference.py --arch restormer --config tiny --size 512
+
+With ``--psnr-images DIR`` it instead reports, per image, the PSNR between tiled and untiled outputs
+(how much tiling changes a non-local model such as Restormer), with random weights or ``--model``:
+
+    python bench/bench_inference.py --psnr-images ../shared/data/val/Kodak24 --arch restormer --config tiny
+    python bench/bench_inference.py --psnr-images ../shared/data/val/Kodak24 --model restormer-derain --tile 256
 """
 
 from __future__ import annotations
@@ -169,6 +175,31 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def tiling_psnr(args: argparse.Namespace) -> None:
+    """Print the PSNR (dB) between tiled and untiled outputs for each image of a folder, and the mean."""
+    import numpy as np
+    import torch
+
+    from restorecli import load_model
+    from restorecli.engine import restore_array
+    from restorecli.images import list_images, read_array
+    from restorecli.metrics.psnr_ssim import psnr
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    descriptor = load_model(args.model, "cpu") if args.model else build_descriptor(args.arch, args.config)
+    paths = list_images(Path(args.psnr_images))[: args.images]
+    print(f"{descriptor.name}: tiles of {args.tile} (overlap {args.tile_overlap}) vs untiled, PSNR in dB")
+    values = []
+    for path in paths:
+        image = read_array(path)
+        untiled = restore_array(descriptor, image, tile=max(image.shape[:2]) + descriptor.pad_multiple)
+        tiled = restore_array(descriptor, image, tile=args.tile, tile_overlap=args.tile_overlap)
+        values.append(psnr(tiled, untiled, data_range=np.iinfo(image.dtype).max))
+        print(f"{path.name:<24} {values[-1]:7.2f}")
+    print(f"{'mean':<24} {float(np.mean(values)):7.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="nafnet", help="architecture registry name")
@@ -180,11 +211,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per row (after a small warm-up)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
+    parser.add_argument("--psnr-images", help="folder: report tiled-vs-untiled PSNR instead of speed")
+    parser.add_argument("--model", help="zoo name or checkpoint for --psnr-images (default: random weights)")
+    parser.add_argument("--tile-overlap", type=int, default=32, help="tile overlap for --psnr-images")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
         print(json.dumps(run_row(args)))
+        return
+    if args.psnr_images:
+        tiling_psnr(args)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as folder:

@@ -55,8 +55,21 @@ def test_json_csv_and_y_channel(image_set: tuple[Path, Path], tmp_path: Path) ->
     csv_path = tmp_path / "out" / "scores.csv"
     result = runner.invoke(
         app,
-        ["eval", str(pred_dir), "--gt", str(gt_dir), "--y-channel", "--crop-border", "2", "--json", "--per-image",
-         "--csv", str(csv_path), "--workers", "2"],
+        [
+            "eval",
+            str(pred_dir),
+            "--gt",
+            str(gt_dir),
+            "--y-channel",
+            "--crop-border",
+            "2",
+            "--json",
+            "--per-image",
+            "--csv",
+            str(csv_path),
+            "--workers",
+            "2",
+        ],
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -110,7 +123,8 @@ def test_masks_with_gt_pattern(tmp_path: Path) -> None:
     write_array(tmp_path / "pred" / "Misc_1.png", pred)
     write_array(tmp_path / "masks" / "Misc_1_pixels0.png", target)
     result = runner.invoke(
-        app, ["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "masks"), "--gt-pattern", "{stem}_pixels0", "--json"]
+        app,
+        ["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "masks"), "--gt-pattern", "{stem}_pixels0", "--json"],
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -120,8 +134,9 @@ def test_masks_with_gt_pattern(tmp_path: Path) -> None:
     assert summary["fa"] == pytest.approx(1 / 576)
     assert summary["niou"] == pytest.approx(6 / 13)
     assert payload["class_iou"]["1"] == pytest.approx(6 / 13)
-    table = runner.invoke(app, ["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "masks"), "--gt-pattern",
-                                "{stem}_pixels0"])
+    table = runner.invoke(
+        app, ["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "masks"), "--gt-pattern", "{stem}_pixels0"]
+    )
     assert "fa(x1e-6)" in table.stdout and "IoU per class" in table.stdout
 
 
@@ -142,11 +157,15 @@ def test_bad_options_are_errors(image_set: tuple[Path, Path], arguments: list[st
 def test_model_and_pred_are_exclusive(image_set: tuple[Path, Path]) -> None:
     pred_dir, gt_dir = image_set
     assert runner.invoke(app, ["eval", "--gt", str(gt_dir)]).exit_code == 2
-    assert runner.invoke(app, ["eval", str(pred_dir), "--gt", str(gt_dir), "--model", "x", "--input", "y"]).exit_code == 2
+    assert (
+        runner.invoke(app, ["eval", str(pred_dir), "--gt", str(gt_dir), "--model", "x", "--input", "y"]).exit_code == 2
+    )
     assert runner.invoke(app, ["eval", "--gt", str(gt_dir), "--model", "x"]).exit_code == 2
 
 
-def test_model_restores_on_the_fly_and_saves(image_set: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_restores_on_the_fly_and_saves(
+    image_set: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pred_dir, gt_dir = image_set
     clean = {p.stem: read_array(p) for p in gt_dir.iterdir()}
     calls: list[tuple] = []
@@ -166,8 +185,22 @@ def test_model_restores_on_the_fly_and_saves(image_set: tuple[Path, Path], tmp_p
     saved = tmp_path / "restored"
     result = runner.invoke(
         app,
-        ["eval", "--model", "toy", "--input", str(pred_dir), "--gt", str(gt_dir), "--save", str(saved), "--tile", "64",
-         "--device", "cpu", "--json"],
+        [
+            "eval",
+            "--model",
+            "toy",
+            "--input",
+            str(pred_dir),
+            "--gt",
+            str(gt_dir),
+            "--save",
+            str(saved),
+            "--tile",
+            "64",
+            "--device",
+            "cpu",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert calls[0] == ("toy", "cpu") and calls[1] == ("descriptor", 64, "fp32")

@@ -66,6 +66,16 @@ def test_top_limits_the_printed_breakdown_but_not_the_json() -> None:
     assert f"... {hidden} more rows (" in table.stdout and hidden > 0
 
 
+def test_tiled_runtime_shows_the_tile_count() -> None:
+    result = runner.invoke(
+        app, [*TINY, "--size", "64", "--tile", "32", "--tile-overlap", "8", "--device", "cpu", "--repeats", "1", "--no-memory"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "tiles of 32 px (overlap 8)" in result.stdout
+    row = result.stdout.split("Runtime on cpu")[1].splitlines()[3].split()
+    assert row[:3] == ["64x64", "1x3x64x64", "9"]
+
+
 def test_zoo_model_by_name_needs_no_weights() -> None:
     result = runner.invoke(app, ["profile", "--model", "nafnet-sidd-width32", "--size", "64", *COUNT_ONLY, "--json"])
     assert result.exit_code == 0, result.output

@@ -187,8 +187,8 @@ def test_automatic_tiles_fit_the_free_memory(monkeypatch: pytest.MonkeyPatch) ->
 def test_bytes_per_pixel_estimate_scales_with_the_widest_layer() -> None:
     narrow = describe(Residual(nn.Conv2d(3, 3, 3, padding=1)))
     wide = describe(Residual(nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 3, 3, padding=1))))
-    # 4 live tensors x 64 channels x 4 bytes for the wide one.
-    assert estimate_bytes_per_pixel(wide) == 4 * 64 * 4
+    # The widest layer has 64 float32 channels at full resolution.
+    assert estimate_bytes_per_pixel(wide) == runner._ACTIVATION_FACTOR * 64 * 4
     assert estimate_bytes_per_pixel(narrow) < estimate_bytes_per_pixel(wide)
 
 

@@ -99,7 +99,12 @@ def test_matches_reference_formulas_and_scikit_image(shape: tuple[int, ...]) -> 
     assert ssim(pred, target, data_range=255) == pytest.approx(_reference_ssim(pred, target, 255), abs=1e-10)
     channel_axis = -1 if len(shape) == 3 else None
     skimage_value = structural_similarity(
-        pred, target, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
+        pred,
+        target,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
         channel_axis=channel_axis,
     )
     assert ssim(pred, target, data_range=255) == pytest.approx(skimage_value, abs=1e-10)

@@ -43,7 +43,12 @@ def test_absent_classes_do_not_count_in_the_mean() -> None:
 
 def test_binary_masks_decode_from_0_255_0_1_bool_and_16_bit() -> None:
     labels = np.array([[0, 1], [1, 0]])
-    for mask in (labels.astype(np.uint8) * 255, labels.astype(np.uint8), labels.astype(bool), labels.astype(np.uint16) * 65535):
+    for mask in (
+        labels.astype(np.uint8) * 255,
+        labels.astype(np.uint8),
+        labels.astype(bool),
+        labels.astype(np.uint16) * 65535,
+    ):
         np.testing.assert_array_equal(decode_target(mask, num_classes=2), labels)
 
 

@@ -419,6 +419,26 @@ def test_profile_counts_times_and_reports_json_ready() -> None:
     assert "FLOPs = 2 x MACs" in data["convention"]
 
 
+def test_tiled_profile_runs_the_engine_and_sums_macs_over_tiles() -> None:
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    result = profiling.profile(
+        target, size=(64, 64), tile=32, tile_overlap=8, device="cpu", warmup=0, repeats=1, memory=False
+    )
+    # 64 px with 32 px tiles sharing at least 8: starts 0, 24, 32 on each axis.
+    one_tile = macs_of(build_on_meta("nafnet", "tiny"), (1, 3, 32, 32))
+    assert result.sizes[0].tiles == 9
+    assert result.macs.total == result.sizes[0].macs == 9 * one_tile.total
+    assert sum(row.macs for row in result.breakdown) == 9 * one_tile.total
+    assert result.sizes[0].latency is not None and (result.tile, result.tile_overlap) == (32, 8)
+    assert any(note.startswith("tiled: ") for note in result.notes)
+
+
+def test_a_tile_too_small_for_its_overlap_is_rejected() -> None:
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    with pytest.raises(ConfigError, match="Expected a tile of at least"):
+        profiling.profile(target, size=(64, 64), tile=8, tile_overlap=8, latency=False, memory=False)
+
+
 def test_profile_sizes_scale_macs_with_pixels_and_skip_runtime_when_asked() -> None:
     target = profiling.resolve_target(arch="nafnet", config="tiny")
     result = profiling.profile(target, sizes=[(16, 16), (32, 32), (64, 64)], latency=False, memory=False)
@@ -463,7 +483,8 @@ def test_auto_moves_to_the_next_device_when_an_operator_is_missing(monkeypatch: 
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"batch": 0}, {"depth": 0}, {"repeats": 0}, {"warmup": -1}, {"precision": "fp8"}]
+    "kwargs",
+    [{"batch": 0}, {"depth": 0}, {"repeats": 0}, {"warmup": -1}, {"tile": 0}, {"tile_overlap": -1}, {"precision": "fp8"}],
 )
 def test_profile_rejects_bad_settings(kwargs: dict[str, object]) -> None:
     target = profiling.resolve_target(arch="nafnet", config="tiny")

@@ -37,8 +37,10 @@ def _header(name: str) -> str:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
-             for row in rows]
+    lines = [
+        "  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(line.rstrip() for line in lines)
 
@@ -80,8 +82,12 @@ def _print_report(report: EvalReport, per_image: bool, as_json: bool) -> None:
     rows = [["image", *(_header(name) for name in metrics)]]
     if per_image:
         rows.extend([s.pair.name, *(_cell(name, s.values[name]) for name in metrics)] for s in report.scores)
-    rows.append(["mean" if not report.settings.mask_metrics else "overall",
-                 *(_cell(name, report.summary[name]) for name in metrics)])
+    rows.append(
+        [
+            "mean" if not report.settings.mask_metrics else "overall",
+            *(_cell(name, report.summary[name]) for name in metrics),
+        ]
+    )
     typer.echo(_table(rows))
     notes = []
     counts = {key: int(value) for key, value in report.summary.items() if key in _COUNTS}
@@ -99,8 +105,10 @@ def _print_report(report: EvalReport, per_image: bool, as_json: bool) -> None:
 
 
 def _warn_unmatched(report: EvalReport) -> None:
-    for files, what in ((report.missing_gt, "predictions without ground truth"),
-                        (report.missing_pred, "ground-truth images without prediction")):
+    for files, what in (
+        (report.missing_gt, "predictions without ground truth"),
+        (report.missing_pred, "ground-truth images without prediction"),
+    ):
         if files:
             names = ", ".join(p.name for p in files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
             typer.echo(f"Warning: skipped {len(files)} {what}: {names}", err=True)
@@ -137,12 +145,16 @@ def evaluate(
         ),
     ] = None,
     y_channel: Annotated[
-        bool, typer.Option("--y-channel", help="PSNR/SSIM on BT.601 luma Y = 16 + 65.481R + 128.553G + 24.966B (BasicSR).")
+        bool,
+        typer.Option("--y-channel", help="PSNR/SSIM on BT.601 luma Y = 16 + 65.481R + 128.553G + 24.966B (BasicSR)."),
     ] = False,
     round_y: Annotated[
-        bool, typer.Option("--round-y", help="Round Y to integers as MATLAB rgb2ycbcr does (Restormer deraining script).")
+        bool,
+        typer.Option("--round-y", help="Round Y to integers as MATLAB rgb2ycbcr does (Restormer deraining script)."),
     ] = False,
-    crop_border: Annotated[int, typer.Option("--crop-border", min=0, help="Pixels dropped at each edge before scoring.")] = 0,
+    crop_border: Annotated[
+        int, typer.Option("--crop-border", min=0, help="Pixels dropped at each edge before scoring.")
+    ] = 0,
     data_range: Annotated[
         float | None, typer.Option("--data-range", help="Value of white. Default: from the bit depth (255 or 65535).")
     ] = None,
@@ -170,11 +182,18 @@ def evaluate(
     input_path: Annotated[
         Path | None, typer.Option("--input", help="Degraded images (file or folder) to restore with --model.")
     ] = None,
-    save: Annotated[Path | None, typer.Option("--save", help="With --model: also write restored <stem>.png here.")] = None,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="With --model: also write restored <stem>.png here.")
+    ] = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
-    tile: Annotated[int | None, typer.Option("--tile", min=1, help="With --model: tile size in pixels (default: tile only if needed).")] = None,
-    tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="With --model: tile overlap in pixels.")] = 32,
+    tile: Annotated[
+        int | None,
+        typer.Option("--tile", min=1, help="With --model: tile size in pixels (default: tile only if needed)."),
+    ] = None,
+    tile_overlap: Annotated[
+        int, typer.Option("--tile-overlap", min=0, help="With --model: tile overlap in pixels.")
+    ] = 32,
 ) -> None:
     """Score predictions against ground truth: PSNR/SSIM as BasicSR, or mIoU/nIoU/PD/FA for masks."""
     from restorecli.images import atomic_path

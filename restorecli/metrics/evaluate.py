@@ -1,7 +1,7 @@
-"""Folder-level evaluation: pair predictions with ground truth, score pairs in parallel, aggregate.
+"""Folder-level evaluation: score prediction/ground-truth pairs in parallel and aggregate.
 
 Memory stays flat in the number of images: pairs are scored one by one (or by a process pool, in
-order), each score is handed to a callback (e.g. a CSV writer) and folded into running totals; the
+order), each score is streamed to a callback or a CSV file and folded into running totals; the
 per-image scores are kept only when asked for. Aggregation follows the reference protocols: PSNR and
 SSIM are means of per-image values (BasicSR, the Restormer/NAFNet scripts), mIoU and PD/FA are computed
 from counts summed over the set (DNANet), nIoU is the mean of per-image IoU (ACM).
@@ -9,6 +9,7 @@ from counts summed over the set (DNANet), nIoU is the mean of per-image IoU (ACM
 
 from __future__ import annotations
 
+import csv
 import math
 import multiprocessing
 import os
@@ -16,13 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 import numpy as np
 from tqdm import tqdm
 
 from restorecli.errors import ConfigError, MetricError
-from restorecli.images import dtype_max, list_images, read_array, split_alpha, write_array
+from restorecli.images import atomic_path, dtype_max, read_array, split_alpha, write_array
+from restorecli.metrics.pairing import Pair, match_pairs
 from restorecli.metrics.psnr_ssim import psnr, ssim
 from restorecli.metrics.segmentation import (
     DEFAULT_DISTANCE,
@@ -44,93 +46,6 @@ IMAGE_METRICS: tuple[MetricName, ...] = ("psnr", "ssim")
 MASK_METRICS: tuple[MetricName, ...] = ("miou", "niou", "pd", "fa")
 Transform = Callable[[Path, np.ndarray], np.ndarray]
 """Turns the pixels read from a pair's ``pred`` path into the prediction (e.g. restores them)."""
-
-_LISTED_NAMES = 10
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One prediction and its ground truth; ``name`` is the prediction's file stem."""
-
-    name: str
-    pred: Path
-    gt: Path
-
-
-@dataclass(frozen=True)
-class Pairing:
-    """Matched pairs plus the files on either side that found no partner."""
-
-    pairs: tuple[Pair, ...]
-    missing_gt: tuple[Path, ...] = ()
-    missing_pred: tuple[Path, ...] = ()
-
-    def require_complete(self) -> None:
-        """Raise MetricError listing the unmatched files, if any (the default: never evaluate a subset)."""
-        for files, problem in (
-            (self.missing_gt, "predictions without ground truth"),
-            (self.missing_pred, "ground-truth images without prediction"),
-        ):
-            if files:
-                raise MetricError(
-                    f"Expected every file to have a partner, but found {len(files)} {problem}: {_list_names(files)}"
-                )
-
-
-def _list_names(files: Sequence[Path]) -> str:
-    shown = ", ".join(path.name for path in files[:_LISTED_NAMES])
-    return shown if len(files) <= _LISTED_NAMES else f"{shown} and {len(files) - _LISTED_NAMES} more"
-
-
-def _by_stem(files: list[Path]) -> dict[str, Path]:
-    index: dict[str, Path] = {}
-    for path in files:
-        if path.stem in index:
-            raise MetricError(
-                f"Expected one image per name, but got {index[path.stem].name} and {path.name} ({path.parent})"
-            )
-        index[path.stem] = path
-    return index
-
-
-def gt_stem(stem: str, gt_pattern: str) -> str:
-    """The ground-truth stem for a prediction stem, e.g. ``'{stem}_pixels0'`` for NUAA-SIRST masks."""
-    try:
-        name = gt_pattern.format(stem=stem)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(f"Expected a GT pattern using only {{stem}}, but got {gt_pattern!r}") from exc
-    if "{stem}" not in gt_pattern:
-        raise ConfigError(f"Expected a GT pattern containing {{stem}}, but got {gt_pattern!r}")
-    return name
-
-
-def match_pairs(pred: Path, gt: Path, *, gt_pattern: str = "{stem}") -> Pairing:
-    """Pair prediction and ground-truth files by stem (extensions may differ).
-
-    Two files form one pair whatever their names. A prediction file or folder against a GT folder is
-    matched by ``gt_pattern.format(stem=prediction_stem)``; files left over on either side are reported
-    in the Pairing, not silently dropped.
-    """
-    pred, gt = Path(pred), Path(gt)
-    pred_files = list_images(pred)
-    if pred.is_dir() and not pred_files:
-        raise MetricError(f"Expected images in the prediction folder, but found none ({pred})")
-    if gt.is_file():
-        if pred.is_dir():
-            raise MetricError(f"Expected a ground-truth folder for a folder of predictions, but got a file ({gt})")
-        return Pairing(pairs=(Pair(pred.stem, pred, gt),))
-    gt_index = _by_stem(list_images(gt))
-    pairs: list[Pair] = []
-    missing_gt: list[Path] = []
-    for path in _by_stem(pred_files).values():
-        partner = gt_index.pop(gt_stem(path.stem, gt_pattern), None)
-        if partner is None:
-            missing_gt.append(path)
-        else:
-            pairs.append(Pair(path.stem, path, partner))
-    missing_pred = tuple(gt_index.values()) if pred.is_dir() else ()
-    return Pairing(pairs=tuple(pairs), missing_gt=tuple(missing_gt), missing_pred=missing_pred)
-
 
 def parse_metrics(text: str) -> tuple[MetricName, ...]:
     """``"psnr,ssim"`` -> ``("psnr", "ssim")``; unknown names raise ConfigError."""
@@ -364,6 +279,51 @@ class EvalReport:
     missing_gt: tuple[Path, ...] = ()
     missing_pred: tuple[Path, ...] = ()
 
+    def as_dict(self) -> dict[str, object]:
+        """Strict-JSON data (inf as the string ``"inf"``, NaN as None); per-image rows if they were kept."""
+        result: dict[str, object] = {
+            "convention": self.convention,
+            "count": self.count,
+            "summary": {key: _strict(value) for key, value in self.summary.items()},
+        }
+        if self.class_iou:
+            result["class_iou"] = {str(index): _strict(value) for index, value in enumerate(self.class_iou)}
+        result["unmatched"] = {
+            "predictions_without_gt": [str(path) for path in self.missing_gt],
+            "gt_without_prediction": [str(path) for path in self.missing_pred],
+        }
+        if self.scores:
+            result["images"] = [
+                {"name": s.pair.name, "pred": str(s.pair.pred), "gt": str(s.pair.gt)}
+                | {key: _strict(value) for key, value in s.values.items()}
+                for s in self.scores
+            ]
+        return result
+
+
+def _strict(value: float) -> float | str | None:
+    """JSON has no inf or NaN: inf -> "inf" (identical images), NaN -> None (undefined, e.g. PD without targets)."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+class _CsvRows:
+    """Writes one CSV row per score as it arrives; the header comes from the first score."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self._writer = csv.writer(handle)
+        self._columns: list[str] | None = None
+
+    def __call__(self, score: PairScore) -> None:
+        if self._columns is None:
+            self._columns = list(score.values)
+            self._writer.writerow(["name", "pred", "gt", *self._columns])
+        values = (repr(score.values[column]) for column in self._columns)
+        self._writer.writerow([score.pair.name, score.pair.pred, score.pair.gt, *values])
+
 
 def _init_worker() -> None:
     """One OpenCV thread per process: the pool already occupies the cores."""
@@ -377,7 +337,9 @@ def _init_worker() -> None:
 _POOL_CONTEXT = "spawn"
 
 
-def _scores(pairs: Sequence[Pair], settings: EvalSettings, workers: int, transform: Transform | None) -> Iterator[PairScore]:
+def _scores(
+    pairs: Sequence[Pair], settings: EvalSettings, workers: int, transform: Transform | None
+) -> Iterator[PairScore]:
     """Scores in pair order, from this process or from a pool."""
     score = partial(score_pair, settings=settings, transform=transform)
     if workers <= 1 or transform is not None:
@@ -451,29 +413,31 @@ def evaluate_paths(
     *,
     gt_pattern: str = "{stem}",
     allow_missing: bool = False,
-    workers: int = 1,
-    transform: Transform | None = None,
-    progress: bool = False,
-    on_score: Callable[[PairScore], None] | None = None,
-    keep_scores: bool = False,
+    csv_path: Path | None = None,
+    **options: Any,
 ) -> EvalReport:
     """Pair files or folders (:func:`match_pairs`) and :func:`evaluate_pairs` them.
 
     Unmatched files fail the run unless ``allow_missing``; then they are listed in the report.
-    ``pred`` holds the degraded inputs when a ``transform`` restores them on the fly.
+    ``csv_path`` receives one row per pair, streamed, written atomically. ``pred`` holds the degraded
+    inputs when a ``transform`` restores them on the fly. Other options go to :func:`evaluate_pairs`.
     """
     pairing = match_pairs(pred, gt, gt_pattern=gt_pattern)
     if not allow_missing:
         pairing.require_complete()
-    report = evaluate_pairs(
-        pairing.pairs,
-        settings,
-        workers=workers,
-        transform=transform,
-        progress=progress,
-        on_score=on_score,
-        keep_scores=keep_scores,
-    )
+    if csv_path is None:
+        report = evaluate_pairs(pairing.pairs, settings, **options)
+    else:
+        with atomic_path(csv_path) as temp, temp.open("w", newline="") as handle:
+            rows = _CsvRows(handle)
+            callback = options.pop("on_score", None)
+
+            def on_score(score: PairScore) -> None:
+                rows(score)
+                if callback is not None:
+                    callback(score)
+
+            report = evaluate_pairs(pairing.pairs, settings, on_score=on_score, **options)
     return replace(report, missing_gt=pairing.missing_gt, missing_pred=pairing.missing_pred)
 
 

@@ -194,7 +194,9 @@ def _prepare(
         raise MetricError(f"Expected a crop border >= 0, but got {crop_border}")
     height, width = pred.shape[:2]
     if 2 * crop_border >= min(height, width):
-        raise MetricError(f"Expected a crop border below half the image size, but got {crop_border} for {height}x{width}")
+        raise MetricError(
+            f"Expected a crop border below half the image size, but got {crop_border} for {height}x{width}"
+        )
     if crop_border:
         pred = pred[crop_border:-crop_border, crop_border:-crop_border]
         target = target[crop_border:-crop_border, crop_border:-crop_border]

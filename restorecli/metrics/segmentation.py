@@ -103,9 +103,7 @@ def looks_like_mask(image: np.ndarray, *, num_classes: int = 2, ignore_index: in
     return True
 
 
-def decode_prediction(
-    mask: np.ndarray, *, num_classes: int, threshold: float = DEFAULT_THRESHOLD
-) -> np.ndarray:
+def decode_prediction(mask: np.ndarray, *, num_classes: int, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
     """Predicted mask -> ``(H, W)`` int64 labels in ``[0, num_classes)``.
 
     Binary (``num_classes == 2``): a 0/1 mask is taken as labels; anything else is a probability map
@@ -312,5 +310,7 @@ def _same_shape(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     pred = np.asarray(pred)
     target = np.asarray(target)
     if pred.shape != target.shape or pred.ndim != 2:
-        raise MetricError(f"Expected two (H, W) label arrays of the same shape, but got {pred.shape} and {target.shape}")
+        raise MetricError(
+            f"Expected two (H, W) label arrays of the same shape, but got {pred.shape} and {target.shape}"
+        )
     return pred, target

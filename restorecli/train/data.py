@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from restorecli.data.dataset import describe_missing, index_dataset, read_id_list
 from restorecli.errors import ConfigError, DatasetError, ImageReadError
-from restorecli.images import dtype_max, list_images, read_array, split_alpha
+from restorecli.images import list_images, read_array, split_alpha
 from restorecli.train import degradations
 from restorecli.train.degradations import DegradationParams, NoiseParams
-from restorecli.train.degradations.files import to_pixels
+from restorecli.train.degradations.files import to_float, to_pixels
 from restorecli.train.recipe import DegradationSection, Recipe, ValidationSection
 
 SampleKey = tuple[int, int, int]
@@ -50,8 +50,18 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 def read_image(path: Path, channels: int = 3) -> np.ndarray:
     """Read an image as float32 ``(H, W, channels)`` in ``[0, 1]`` (8- and 16-bit alike)."""
-    array = read_array(path)
-    return to_channels(array.astype(np.float32) / np.float32(dtype_max(array.dtype)), channels)
+    return to_channels(to_float(read_array(path)), channels)
+
+
+def read_pair(degraded_path: Path, clean_path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read a ``(degraded, clean)`` pair as float32 images, which must have the same size."""
+    degraded, clean = read_image(degraded_path, channels), read_image(clean_path, channels)
+    if degraded.shape != clean.shape:
+        raise DatasetError(
+            f"Expected a pair of equal sizes, but got {degraded.shape[1]}x{degraded.shape[0]} and "
+            f"{clean.shape[1]}x{clean.shape[0]} ({degraded_path})"
+        )
+    return degraded, clean
 
 
 def augment(images: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -114,10 +124,11 @@ class CleanDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         index, sample, patch = key
         rng = np.random.default_rng([self.seed, _SAMPLE_STREAM, sample])
-        image = read_image(self.files[index], self.channels)
-        _check_fits(image.shape, patch, self.files[index])
-        size = (min(image.shape[0], patch + 2 * self.margin), min(image.shape[1], patch + 2 * self.margin))
-        window = image[random_window(image.shape, size, rng)]
+        pixels = read_array(self.files[index])
+        _check_fits(pixels.shape, patch, self.files[index])
+        size = (min(pixels.shape[0], patch + 2 * self.margin), min(pixels.shape[1], patch + 2 * self.margin))
+        # Crop before converting: decoding dominates, and only the window needs float pixels.
+        window = to_channels(to_float(pixels[random_window(pixels.shape, size, rng)]), self.channels)
         if self.augment:
             (window,) = augment([window], rng)
         degraded = degradations.degrade(self.kind, window, rng, self.params)
@@ -141,9 +152,7 @@ class PairedDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         index, sample, patch = key
         rng = np.random.default_rng([self.seed, _SAMPLE_STREAM, sample])
         degraded_path, clean_path = self.pairs[index]
-        degraded, clean = read_image(degraded_path, self.channels), read_image(clean_path, self.channels)
-        if degraded.shape != clean.shape:
-            raise DatasetError(f"Expected a pair of equal sizes, but got {degraded.shape[:2]} and {clean.shape[:2]} ({degraded_path})")
+        degraded, clean = read_pair(degraded_path, clean_path, self.channels)
         _check_fits(clean.shape, patch, clean_path)
         window = random_window(clean.shape, (patch, patch), rng)
         pair = [degraded[window], clean[window]]
@@ -331,16 +340,14 @@ def build_validation_set(section: ValidationSection, recipe: Recipe, channels: i
             pixels, _ = split_alpha(read_array(path))
             degraded, _ = degradations.degrade_pixels(degradation.kind, pixels, params, section.seed, path.name)
             if section.input_format == "png":
-                degraded = to_pixels(degraded, pixels.dtype).astype(np.float32) / np.float32(dtype_max(pixels.dtype))
-            clean = pixels.astype(np.float32) / np.float32(dtype_max(pixels.dtype))
+                degraded = to_float(to_pixels(degraded, pixels.dtype))
+            clean = to_float(pixels)
             window = center_window(clean.shape, section.crop)
             items.append(ValidationItem(path.stem, to_channels(degraded[window], channels), to_channels(clean[window], channels)))
         return items
     pairs = paired_files(section.paired or "", section.dirs, section.split)
     for degraded_path, clean_path in pairs[: section.max_images or None]:
-        degraded, clean = read_image(degraded_path, channels), read_image(clean_path, channels)
-        if degraded.shape != clean.shape:
-            raise DatasetError(f"Expected a pair of equal sizes, but got {degraded.shape[:2]} and {clean.shape[:2]} ({degraded_path})")
+        degraded, clean = read_pair(degraded_path, clean_path, channels)
         window = center_window(clean.shape, section.crop)
         items.append(ValidationItem(clean_path.stem, degraded[window], clean[window]))
     return items
