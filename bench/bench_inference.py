@@ -85,7 +85,7 @@ def build_descriptor(arch: str, config: str | None):  # type: ignore[no-untyped-
     """A ModelDescriptor for ``arch``/``config`` with random weights (speed does not depend on them)."""
     import torch
 
-    from restorecli.zoo.architectures import get_arch, resolve_config
+    from restorecli.zoo.architectures import build_model, get_arch, resolve_config
     from restorecli.zoo.descriptor import ModelDescriptor
 
     spec = get_arch(arch)
@@ -93,7 +93,7 @@ def build_descriptor(arch: str, config: str | None):  # type: ignore[no-untyped-
     in_channels, out_channels = spec.channels(kwargs)
     multiple, mode = spec.padding(kwargs)
     return ModelDescriptor(
-        module=spec.build(kwargs).eval(),
+        module=build_model(spec, kwargs).eval(),
         name=f"{arch}:{config or spec.default_config}",
         arch=arch,
         config=kwargs,

@@ -1,4 +1,4 @@
-"""Shared fixtures: every test starts from the same random state."""
+"""Shared fixtures: every test starts from the same random state, on one CPU thread."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import random
 import numpy as np
 import pytest
 import torch
+
+# Tests use tiny models: one thread avoids OpenMP spin-waiting against pytest-xdist's other worker.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

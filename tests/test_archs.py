@@ -8,7 +8,6 @@ forward); forwards use the tiny test configs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,15 +19,6 @@ from restorecli.archs.nafnet import LayerNorm2d, LocalAvgPool2d
 from restorecli.archs.restormer import LayerNorm
 from restorecli.errors import ConfigError
 from restorecli.zoo.architectures import build_model, build_on_meta, resolve_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Tiny tensors run fastest on one thread; on a shared, busy CPU extra threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 PARAMETER_COUNTS = [

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from restorecli.engine.batch import output_paths, restore_files
-from restorecli.errors import DatasetError, ImageWriteError
+from restorecli.errors import ConfigError, DatasetError, ImageWriteError
 from restorecli.images import read_array, write_array
 from restorecli.zoo.descriptor import ModelDescriptor
 
@@ -127,6 +127,23 @@ def test_refuses_to_write_into_the_input_folder_or_over_an_input(
         restore_files(describe(model), _inputs(tmp_path), tmp_path / target, progress=False)
     assert model.sizes == []
     assert {path: path.read_bytes() for path in _inputs(tmp_path)} == before
+
+
+def test_refuses_an_output_folder_an_input_links_into(tmp_path: Path, folder: dict[str, np.ndarray]) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    write_array(tmp_path / "elsewhere" / "real.png", folder["rgb.png"])
+    (tmp_path / "in" / "link.png").symlink_to(tmp_path / "elsewhere" / "real.png")
+    with pytest.raises(ImageWriteError, match="other than the input folder"):
+        output_paths([tmp_path / "in" / "link.png"], tmp_path / "elsewhere")
+
+
+def test_bad_options_fail_before_any_file(tmp_path: Path, folder: dict[str, np.ndarray]) -> None:
+    model = Invert()
+    with pytest.raises(ConfigError, match="Expected a tile of at least 40 pixels"):
+        restore_files(describe(model), _inputs(tmp_path), tmp_path / "out", tile=16, progress=False)
+    with pytest.raises(ConfigError, match="precision cpu supports"):
+        restore_files(describe(model), _inputs(tmp_path), tmp_path / "out", precision="fp16", progress=False)
+    assert model.sizes == [] and not (tmp_path / "out").exists()
 
 
 def test_refuses_duplicate_names_and_empty_input(tmp_path: Path, folder: dict[str, np.ndarray]) -> None:

@@ -304,7 +304,7 @@ def test_wrong_input_channels_or_output_shape_are_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"Expected a float tensor \(N, 3, H, W\) for test-model"):
         restore_tensor(describe(conv_net()), torch.rand(1, 1, 16, 16))
     with pytest.raises(ConfigError, match=r"Expected model output of shape \(1, 1, 16, 16\)"):
-        restore_tensor(describe(conv_net(), out_channels=1), torch.rand(1, 3, 16, 16), tile=16, tile_batch=1)
+        restore_tensor(describe(conv_net(), out_channels=1), torch.rand(1, 3, 16, 16), tile=64, tile_batch=1)
 
 
 # --- arrays --------------------------------------------------------------------------------------

@@ -159,7 +159,8 @@ def test_transform_restores_before_scoring(tmp_path: Path) -> None:
 def test_scores_stream_to_the_callback_in_order(tmp_path: Path) -> None:
     pred_dir, gt_dir, _ = _write_pairs(tmp_path, count=3)
     seen: list[str] = []
-    report = evaluate_paths(pred_dir, gt_dir, EvalSettings(), on_score=lambda s: seen.append(s.pair.name))
+    pairs = match_pairs(pred_dir, gt_dir).pairs
+    report = evaluate_pairs(pairs, EvalSettings(), on_score=lambda s: seen.append(s.pair.name))
     assert seen == ["img0", "img1", "img2"]
     assert report.scores == ()  # not kept unless asked
 

@@ -22,7 +22,19 @@ from restorecli.train.trainer import Trainer
 from restorecli.zoo.architectures import build_model
 from restorecli.zoo.loader import load_descriptor
 
-CARD_KEYS = {"name", "arch", "config", "task", "recipe", "data", "iterations", "wall_time_s", "val", "created", "restorecli_version"}
+CARD_KEYS = {
+    "name",
+    "arch",
+    "config",
+    "task",
+    "recipe",
+    "data",
+    "iterations",
+    "wall_time_s",
+    "val",
+    "created",
+    "restorecli_version",
+}
 
 
 @pytest.fixture
@@ -45,8 +57,14 @@ def make_recipe(root: Path, run: str = "run", iterations: int = 6, **sections: d
         "schedule": {"iterations": iterations, "warmup": 1},
         "optim": {"lr": 3e-3, "ema": 0.9},
         "loss": {"kind": "l1"},
-        "validation": {"every": 3, "clean": str(root / "clean"), "max_images": 2, "crop": 24, "final_max_images": 2,
-                       "degradation": {"kind": "noise", "params": {"sigma": 20.0}}},
+        "validation": {
+            "every": 3,
+            "clean": str(root / "clean"),
+            "max_images": 2,
+            "crop": 24,
+            "final_max_images": 2,
+            "degradation": {"kind": "noise", "params": {"sigma": 20.0}},
+        },
         "output": {"dir": str(root / run), "checkpoint_every": 3, "log_every": 1},
         "runtime": {"device": "cpu", "threads": 1},
     }
@@ -91,7 +109,10 @@ def test_a_short_run_lowers_the_loss_and_exports_a_loadable_model(data: Path) ->
 
 
 def test_checkpoints_load_with_weights_only_and_keep_the_newest(data: Path) -> None:
-    result = train(make_recipe(data, iterations=9, output={"dir": str(data / "run"), "checkpoint_every": 2, "keep": 2}), progress=False)
+    result = train(
+        make_recipe(data, iterations=9, output={"dir": str(data / "run"), "checkpoint_every": 2, "keep": 2}),
+        progress=False,
+    )
     assert [i for i, _ in ckpt.list_checkpoints(result.run_dir)] == [8, 9]
     state = torch.load(ckpt.latest_checkpoint(result.run_dir), weights_only=True)
     assert state["iteration"] == 9 and state["ema_updates"] == 9
@@ -113,8 +134,13 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch, iteration: int) -> None:
 def test_ctrl_c_finishes_the_step_saves_and_resume_matches_an_uninterrupted_run(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stages = {"iterations": 8, "warmup": 2, "stages": [{"until": 4, "patch": 8, "batch": 6}, {"until": 8, "patch": 16, "batch": 3}]}
+    stages = {
+        "iterations": 8,
+        "warmup": 2,
+        "stages": [{"until": 4, "patch": 8, "batch": 6}, {"until": 8, "patch": 16, "batch": 3}],
+    }
     straight = train(make_recipe(data, "straight", schedule=stages), progress=False)
+    assert straight.iteration == 8 and straight.stopped is None
 
     with monkeypatch.context() as patch:
         interrupt_at(patch, 5)
@@ -181,7 +207,7 @@ name = "cli-tiny"
 arch = "nafnet"
 config = "tiny"
 [data]
-paired = "{data / 'pairs'}"
+paired = "{data / "pairs"}"
 patch = 16
 batch = 2
 workers = 0
@@ -203,7 +229,9 @@ threads = 1
     assert summary["iteration"] == 3 and Path(summary["weights"]).is_file()
     assert json.loads(Path(summary["card"]).read_text())["val"] is None  # no [validation] section
 
-    exported = runner.invoke(app, ["train", "--export", str(data / "cli-run"), "--out", str(data / "exported"), "--json"])
+    exported = runner.invoke(
+        app, ["train", "--export", str(data / "cli-run"), "--out", str(data / "exported"), "--json"]
+    )
     assert exported.exit_code == 0, exported.output
     assert (data / "exported" / "cli-tiny.safetensors").is_file() and (data / "exported" / "cli-tiny.json").is_file()
 

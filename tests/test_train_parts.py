@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,10 @@ def recipe_for(clean: Path, **extra: object) -> object:
         "model": {"arch": "nafnet", "config": "tiny"},
         "data": {"clean": [str(clean)], "patch": 16, "batch": 3, "workers": 0},
         "degradation": {"kind": "noise", "params": {"sigma_range": [5.0, 30.0]}},
-        "schedule": {"iterations": 10, "stages": [{"until": 4, "patch": 8, "batch": 5}, {"until": 10, "patch": 16, "batch": 3}]},
+        "schedule": {
+            "iterations": 10,
+            "stages": [{"until": 4, "patch": 8, "batch": 5}, {"until": 10, "patch": 16, "batch": 3}],
+        },
     }
     raw.update(extra)
     return recipe_from_dict(raw)
@@ -162,9 +166,10 @@ def test_workers_do_not_change_the_batches(clean_dir: Path) -> None:
     parallel = recipe_for(clean_dir, data={"clean": [str(clean_dir)], "patch": 16, "batch": 3, "workers": 1})
     files = sorted(clean_dir.iterdir())
     dataset = CleanDataset(files, serial.degradation, seed=0, margin=0, augment=True, channels=3)
-    first = [b for _, b in zip(range(5), build_loader(dataset, serial, 2))]
-    second = [b for _, b in zip(range(5), build_loader(dataset, parallel, 2))]
-    for (a_in, a_out), (b_in, b_out) in zip(first, second):
+    first = list(islice(build_loader(dataset, serial, 2), 5))
+    second = list(islice(build_loader(dataset, parallel, 2), 5))
+    assert len(first) == len(second) == 5
+    for (a_in, a_out), (b_in, b_out) in zip(first, second, strict=True):
         assert torch.equal(a_in, b_in) and torch.equal(a_out, b_out)
 
 
@@ -176,7 +181,9 @@ def test_paired_crops_stay_aligned_under_augmentation(tmp_path: Path) -> None:
     (tmp_path / "train.txt").write_text("p1\r\n", encoding="utf-8")
     pairs = paired_files(str(tmp_path / "pairs"), ("input", "target"), str(tmp_path / "train.txt"))
     assert [p[1].name for p in pairs] == ["p1.png"]
-    dataset = PairedDataset(paired_files(str(tmp_path / "pairs"), ("input", "target"), None), seed=3, augment=True, channels=3)
+    dataset = PairedDataset(
+        paired_files(str(tmp_path / "pairs"), ("input", "target"), None), seed=3, augment=True, channels=3
+    )
     for sample in range(8):
         degraded, clean = dataset[(sample % 2, sample, 12)]
         assert torch.allclose(degraded, 1.0 - clean, atol=1e-6)
@@ -204,7 +211,9 @@ def test_patch_larger_than_the_image_is_an_error(clean_dir: Path) -> None:
 def test_validation_inputs_equal_the_files_restore_degrade_writes(clean_dir: Path, tmp_path: Path, kind: str) -> None:
     degrade_files(kind, clean_dir, tmp_path / "degraded", make_params(kind), seed=0, progress=False)
     recipe = recipe_for(clean_dir)
-    section = ValidationSection(clean=str(clean_dir), degradation=DegradationSection(kind=kind), seed=0, max_images=0, crop=0)
+    section = ValidationSection(
+        clean=str(clean_dir), degradation=DegradationSection(kind=kind), seed=0, max_images=0, crop=0
+    )
     items = build_validation_set(section, recipe, channels=3)
     assert len(items) == 4
     for item in items:

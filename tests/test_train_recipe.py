@@ -76,7 +76,9 @@ def test_parse_override_rejects_malformed(text: str) -> None:
 
 def test_overrides_and_settings_apply_in_order(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
-    recipe = load_recipe(path, ["schedule.iterations=20", "optim.lr=0.01", "data.patch=64"], {"schedule.iterations": 30})
+    recipe = load_recipe(
+        path, ["schedule.iterations=20", "optim.lr=0.01", "data.patch=64"], {"schedule.iterations": 30}
+    )
     assert recipe.schedule.iterations == 30
     assert recipe.optim.lr == 0.01
     assert recipe.data.patch == 64
@@ -86,6 +88,11 @@ def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
     with pytest.raises(ConfigError, match=r"ietrations.*recipe\.toml"):
         load_recipe(path, ["schedule.ietrations=5"])
+
+
+def test_a_single_clean_folder_may_be_a_plain_string(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, MINIMAL.replace('clean = ["clean"]', 'clean = "photos"')))
+    assert recipe.data.clean == ("photos",)
 
 
 def test_wrong_type_is_reported(tmp_path: Path) -> None:
@@ -133,7 +140,20 @@ def test_stage_at_follows_the_progressive_schedule(tmp_path: Path) -> None:
 def test_cli_dry_run_prints_the_resolved_recipe(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
     result = CliRunner().invoke(
-        app, ["train", str(path), "--dry-run", "--iterations", "7", "--out", "runs/t", "--set", "optim.ema=0.9", "--threads", "1"]
+        app,
+        [
+            "train",
+            str(path),
+            "--dry-run",
+            "--iterations",
+            "7",
+            "--out",
+            "runs/t",
+            "--set",
+            "optim.ema=0.9",
+            "--threads",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     resolved = json.loads(result.stdout)

@@ -23,6 +23,11 @@ PrecisionOption = Annotated[
     str,
     typer.Option("--precision", help="fp32, bf16 or fp16 (fp16 on CUDA only; bf16 on CUDA or CPU)."),
 ]
+TileOption = Annotated[
+    int | None,
+    typer.Option("--tile", min=1, help="Tile size in pixels (default: tile only when the image would not fit)."),
+]
+TileOverlapOption = Annotated[int, typer.Option("--tile-overlap", min=0, help="Pixels shared by neighbouring tiles.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 WorkersOption = Annotated[
     int, typer.Option("--workers", min=0, help="Parallel worker processes (0 = number of CPU cores).")

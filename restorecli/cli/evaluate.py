@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
@@ -11,10 +10,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from restorecli.cli.common import DeviceOption, JsonOption, PrecisionOption, WorkersOption, reports_errors
+from restorecli.cli.common import (
+    DeviceOption,
+    JsonOption,
+    PrecisionOption,
+    TileOption,
+    TileOverlapOption,
+    WorkersOption,
+    reports_errors,
+)
 
 if TYPE_CHECKING:
-    from restorecli.metrics.evaluate import EvalReport, PairScore
+    from restorecli.metrics.evaluate import EvalReport
 
 _PRECISION = {"psnr": ".4f", "ssim": ".6f", "miou": ".4f", "niou": ".4f", "pd": ".4f"}
 _FA_SCALE = 1e6  # papers print FA in units of 1e-6
@@ -38,95 +45,36 @@ def _header(name: str) -> str:
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
-        "  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+        "  ".join(
+            cell.rjust(width) if i else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _jsonable(value: object) -> object:
-    """Strict JSON: inf becomes the string "inf", NaN becomes null."""
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def _print_report(report: EvalReport, per_image: bool, as_json: bool) -> None:
+def _print_table(report: EvalReport, per_image: bool) -> None:
     from restorecli.metrics.evaluate import describe
 
     metrics = list(report.settings.metrics or ())
-    if as_json:
-        payload: dict[str, object] = {
-            "convention": report.convention,
-            "count": report.count,
-            "summary": {key: _jsonable(value) for key, value in report.summary.items()},
-        }
-        if report.class_iou:
-            payload["class_iou"] = {str(k): _jsonable(v) for k, v in enumerate(report.class_iou)}
-        payload["unmatched"] = {
-            "predictions_without_gt": [str(p) for p in report.missing_gt],
-            "gt_without_prediction": [str(p) for p in report.missing_pred],
-        }
-        if per_image:
-            payload["images"] = [
-                {"name": s.pair.name, "pred": str(s.pair.pred), "gt": str(s.pair.gt)}
-                | {k: _jsonable(v) for k, v in s.values.items()}
-                for s in report.scores
-            ]
-        typer.echo(json.dumps(payload, indent=2))
-        return
     typer.echo(f"restore eval: {report.count} pairs | {describe(report.convention)}")
     rows = [["image", *(_header(name) for name in metrics)]]
     if per_image:
         rows.extend([s.pair.name, *(_cell(name, s.values[name]) for name in metrics)] for s in report.scores)
-    rows.append(
-        [
-            "mean" if not report.settings.mask_metrics else "overall",
-            *(_cell(name, report.summary[name]) for name in metrics),
-        ]
-    )
+    total = "overall" if report.settings.mask_metrics else "mean"
+    rows.append([total, *(_cell(name, report.summary[name]) for name in metrics)])
     typer.echo(_table(rows))
-    notes = []
     counts = {key: int(value) for key, value in report.summary.items() if key in _COUNTS}
     if counts.get("psnr_inf"):
-        notes.append(f"{counts['psnr_inf']} identical pairs (PSNR = inf) are left out of the PSNR mean")
+        typer.echo(f"{counts['psnr_inf']} identical pairs (PSNR = inf) are left out of the PSNR mean")
     if report.class_iou:
-        notes.append("IoU per class: " + "  ".join(f"{k}={_cell('miou', v)}" for k, v in enumerate(report.class_iou)))
+        typer.echo("IoU per class: " + "  ".join(f"{k}={_cell('miou', v)}" for k, v in enumerate(report.class_iou)))
     if "targets" in counts:
-        notes.append(
+        typer.echo(
             f"targets {counts['targets']}, detected {counts['detected']}, "
             f"false-alarm pixels {counts['false_alarm_pixels']} of {counts['pixels']}"
-        )
-    for note in notes:
-        typer.echo(note)
-
-
-def _warn_unmatched(report: EvalReport) -> None:
-    for files, what in (
-        (report.missing_gt, "predictions without ground truth"),
-        (report.missing_pred, "ground-truth images without prediction"),
-    ):
-        if files:
-            names = ", ".join(p.name for p in files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
-            typer.echo(f"Warning: skipped {len(files)} {what}: {names}", err=True)
-
-
-class _CsvRows:
-    """Streams one CSV row per pair as scores arrive (header from the first score)."""
-
-    def __init__(self, handle: object) -> None:
-        self._writer = csv.writer(handle)  # type: ignore[arg-type]
-        self._columns: list[str] | None = None
-
-    def __call__(self, score: PairScore) -> None:
-        if self._columns is None:
-            self._columns = list(score.values)
-            self._writer.writerow(["name", "pred", "gt", *self._columns])
-        self._writer.writerow(
-            [score.pair.name, score.pair.pred, score.pair.gt, *(repr(score.values[c]) for c in self._columns)]
         )
 
 
@@ -141,7 +89,7 @@ def evaluate(
         str | None,
         typer.Option(
             "--metrics",
-            help="Comma list of psnr,ssim,miou,niou,pd,fa. Default: miou,niou,pd,fa when the GT are masks, else psnr,ssim.",
+            help="Comma list of psnr,ssim,miou,niou,pd,fa (default: miou,niou,pd,fa for mask GT, else psnr,ssim).",
         ),
     ] = None,
     y_channel: Annotated[
@@ -187,21 +135,17 @@ def evaluate(
     ] = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
-    tile: Annotated[
-        int | None,
-        typer.Option("--tile", min=1, help="With --model: tile size in pixels (default: tile only if needed)."),
-    ] = None,
-    tile_overlap: Annotated[
-        int, typer.Option("--tile-overlap", min=0, help="With --model: tile overlap in pixels.")
-    ] = 32,
+    tile: TileOption = None,
+    tile_overlap: TileOverlapOption = 32,
 ) -> None:
     """Score predictions against ground truth: PSNR/SSIM as BasicSR, or mIoU/nIoU/PD/FA for masks."""
-    from restorecli.images import atomic_path
     from restorecli.metrics.evaluate import EvalSettings, evaluate_paths, parse_metrics, restoring_transform
+    from restorecli.metrics.pairing import describe_unmatched
 
     if (model is None) != (input_path is None):
         raise typer.BadParameter("--model and --input go together.")
-    if (pred is None) == (model is None):
+    source = input_path if model is not None else pred
+    if source is None or (model is not None and pred is not None):
         raise typer.BadParameter("Give either PRED or --model with --input.")
     if save is not None and model is None:
         raise typer.BadParameter("--save needs --model.")
@@ -223,22 +167,24 @@ def evaluate(
         transform = restoring_transform(
             load_model(model, device=device), tile=tile, tile_overlap=tile_overlap, precision=precision, save_dir=save
         )
-    source = pred if pred is not None else input_path
-    options = dict(
+    report = evaluate_paths(
+        source,
+        gt,
+        settings,
         gt_pattern=gt_pattern,
         allow_missing=allow_missing,
+        csv_path=csv_path,
         workers=workers,
         transform=transform,
         progress=sys.stderr.isatty(),
         keep_scores=per_image,
     )
-    if csv_path is None:
-        report = evaluate_paths(source, gt, settings, **options)
+    for line in describe_unmatched(report.missing_gt, report.missing_pred):
+        typer.echo(f"Warning: skipped {line}", err=True)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        with atomic_path(csv_path) as temp, temp.open("w", newline="") as handle:
-            report = evaluate_paths(source, gt, settings, on_score=_CsvRows(handle), **options)
-    _warn_unmatched(report)
-    _print_report(report, per_image, as_json)
+        _print_table(report, per_image)
 
 
 def register(app: typer.Typer) -> None:

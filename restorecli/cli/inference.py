@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from restorecli.cli.common import DeviceOption, PrecisionOption, fail, reports_errors
+from restorecli.cli.common import (
+    DeviceOption,
+    PrecisionOption,
+    TileOption,
+    TileOverlapOption,
+    fail,
+    reports_errors,
+)
 
 _HELP = {
     "derain": "Remove rain streaks from an image or a folder of images.",
@@ -32,13 +39,8 @@ def _make_command(command: str) -> Callable[..., None]:
             Path | None, typer.Option("--weights", help="Explicit weight file for the zoo model.")
         ] = None,
         device: DeviceOption = "auto",
-        tile: Annotated[
-            int | None,
-            typer.Option("--tile", min=1, help="Tile size in pixels (default: tile only if the image won't fit)."),
-        ] = None,
-        tile_overlap: Annotated[
-            int, typer.Option("--tile-overlap", min=0, help="Pixels shared by neighbouring tiles.")
-        ] = 32,
+        tile: TileOption = None,
+        tile_overlap: TileOverlapOption = 32,
         precision: PrecisionOption = "fp32",
         tlc: Annotated[
             bool | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from restorecli.profiling import ProfileReport, SizeResult
 
 _SI_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
+_TEXT_WIDTH = 100
 
 
 @reports_errors
@@ -111,9 +113,13 @@ def format_report(report: ProfileReport, top: int) -> str:
         lines.append(_sizes_table(report.sizes))
     elif len(report.sizes) > 1:
         lines += ["", "MACs per size:", _sizes_table(report.sizes)]
-    lines += ["", f"Convention: {report.convention}"]
-    lines += [f"Note: {note}" for note in report.notes]
+    lines += ["", _wrap(f"Convention: {report.convention}")]
+    lines += [_wrap(f"Note: {note}") for note in report.notes]
     return "\n".join(lines)
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=_TEXT_WIDTH, subsequent_indent="  ")
 
 
 def _breakdown_table(report: ProfileReport, top: int) -> str:

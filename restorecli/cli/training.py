@@ -12,11 +12,15 @@ from restorecli.cli.common import JsonOption, fail, reports_errors
 
 RecipeArgument = Annotated[
     Path | None,
-    typer.Argument(help="Recipe file (TOML), e.g. recipes/denoise.toml. Paths inside it are relative to the working directory."),
+    typer.Argument(
+        help="Recipe file (TOML), e.g. recipes/denoise.toml. Paths inside it are relative to the working directory."
+    ),
 ]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a recipe value, key.sub=value, typed as TOML (repeatable): --set optim.lr=5e-4."),
+    typer.Option(
+        "--set", help="Override a recipe value, key.sub=value, typed as TOML (repeatable): --set optim.lr=5e-4."
+    ),
 ]
 IterationsOption = Annotated[int | None, typer.Option("--iterations", min=1, help="Override schedule.iterations.")]
 OutOption = Annotated[
@@ -25,17 +29,25 @@ OutOption = Annotated[
 ]
 ResumeOption = Annotated[
     bool,
-    typer.Option("--resume", help="Continue from the latest checkpoint in the run folder (starts fresh if it has none)."),
+    typer.Option(
+        "--resume", help="Continue from the latest checkpoint in the run folder (starts fresh if it has none)."
+    ),
 ]
-DeviceOverride = Annotated[str | None, typer.Option("--device", help="Override runtime.device: auto, cpu, cuda, cuda:N or mps.")]
+DeviceOverride = Annotated[
+    str | None, typer.Option("--device", help="Override runtime.device: auto, cpu, cuda, cuda:N or mps.")
+]
 PrecisionOverride = Annotated[str | None, typer.Option("--precision", help="Override runtime.precision: fp32 or bf16.")]
 ThreadsOverride = Annotated[
     int | None, typer.Option("--threads", min=0, help="Override runtime.threads (torch CPU threads; 0 = one per core).")
 ]
-WorkersOverride = Annotated[int | None, typer.Option("--workers", min=0, help="Override data.workers (DataLoader processes).")]
+WorkersOverride = Annotated[
+    int | None, typer.Option("--workers", min=0, help="Override data.workers (DataLoader processes).")
+]
 MaxMinutesOption = Annotated[
     float | None,
-    typer.Option("--max-minutes", min=0.0, help="Stop with a checkpoint after this many minutes; continue later with --resume."),
+    typer.Option(
+        "--max-minutes", min=0.0, help="Stop with a checkpoint after this many minutes; continue later with --resume."
+    ),
 ]
 ExportOption = Annotated[
     Path | None,
@@ -106,7 +118,9 @@ def train(
         "seconds_per_iteration": result.seconds_per_iteration,
     }
     if result.export is not None:
-        summary.update(weights=str(result.export.weights), card=str(result.export.card), val=result.export.card_data["val"])
+        summary.update(
+            weights=str(result.export.weights), card=str(result.export.card), val=result.export.card_data["val"]
+        )
     elif result.val is not None:
         summary["val"] = {"psnr": result.val.psnr, "ssim": result.val.ssim, "input_psnr": result.val.input_psnr}
     _report(summary, as_json)

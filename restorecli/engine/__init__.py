@@ -17,7 +17,14 @@ from restorecli.engine.device import (
     supported_precisions,
 )
 from restorecli.engine.padding import crop, pad_to_multiple
-from restorecli.engine.runner import DEFAULT_TILE_OVERLAP, estimate_bytes_per_pixel, restore_array, restore_tensor
+from restorecli.engine.runner import (
+    DEFAULT_TILE_OVERLAP,
+    check_options,
+    estimate_bytes_per_pixel,
+    move_to,
+    restore_array,
+    restore_tensor,
+)
 from restorecli.engine.tiling import Tile, merge_tiles, plan_tiles, tile_weights
 
 __all__ = [
@@ -26,12 +33,14 @@ __all__ = [
     "BatchReport",
     "Precision",
     "Tile",
+    "check_options",
     "crop",
     "estimate_bytes_per_pixel",
     "fallback_chain",
     "is_out_of_memory",
     "is_unsupported_operator",
     "merge_tiles",
+    "move_to",
     "output_paths",
     "pad_to_multiple",
     "plan_tiles",

@@ -22,9 +22,7 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from restorecli.engine.device import precision_dtype
-from restorecli.engine.runner import DEFAULT_TILE_OVERLAP, restore_array
-from restorecli.engine.tiling import validate_tile
+from restorecli.engine.runner import DEFAULT_TILE_OVERLAP, check_options, restore_array
 from restorecli.errors import DatasetError, ImageWriteError, RestoreError
 from restorecli.images import read_array, write_array
 from restorecli.zoo.descriptor import ModelDescriptor
@@ -72,10 +70,11 @@ def output_paths(inputs: Sequence[Path], output_dir: Path) -> list[Path]:
         raise ImageWriteError(f"Expected an output folder, but got a file ({output_dir})")
     target = output_dir.resolve()
     seen: dict[str, Path] = {}
-    for path in inputs:
-        if Path(path).resolve().parent == target:
+    for path in map(Path, inputs):
+        # The input's folder, and the folder of the file it links to: neither may receive outputs.
+        if target in (path.absolute().parent.resolve(), path.resolve().parent):
             raise ImageWriteError(
-                f"Expected an output folder other than the input folder, but got {output_dir} (holds {Path(path).name})"
+                f"Expected an output folder other than the input folder, but got {output_dir} (holds {path.name})"
             )
         if path.name in seen:
             raise ImageWriteError(
@@ -115,12 +114,11 @@ def restore_files(
 
     Raises:
         DatasetError, ImageWriteError: before any work, see :func:`output_paths`.
-        ConfigError: invalid tile options or precision, before any work.
+        ConfigError: invalid tile options or precision, before any work (see
+            :func:`~restorecli.engine.runner.check_options`).
     """
     destinations = output_paths(inputs, output_dir)
-    precision_dtype(descriptor.device, precision)
-    if tile is not None:
-        validate_tile(tile, tile_overlap, descriptor.pad_multiple)
+    check_options(descriptor, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=tile_batch)
     started = time.perf_counter()
     report = BatchReport()
     jobs = [(src, dst) for src, dst in zip(inputs, destinations, strict=True) if not (skip_existing and dst.exists())]

@@ -38,7 +38,7 @@ from restorecli.engine.device import (
     supported_precisions,
 )
 from restorecli.engine.padding import crop, pad_to_multiple, round_up
-from restorecli.engine.tiling import Tile, merge_tiles, minimum_tile, plan_tiles
+from restorecli.engine.tiling import Tile, merge_tiles, minimum_tile, plan_tiles, validate_tile
 from restorecli.errors import ConfigError, DeviceError, ImageReadError
 from restorecli.images import from_tensor, merge_alpha, split_alpha, to_tensor
 from restorecli.zoo.descriptor import ModelDescriptor
@@ -275,6 +275,26 @@ def _run_on_device(
         tiling = smaller
 
 
+def check_options(
+    descriptor: ModelDescriptor, *, tile: int | None, tile_overlap: int, precision: str, tile_batch: int | None
+) -> torch.dtype:
+    """Validate the run options for ``descriptor`` before any work; returns the autocast dtype.
+
+    Raises:
+        ConfigError: a non-positive tile batch, a negative overlap, a tile not larger than the overlap
+            by one padding multiple, or a precision the device lacks.
+    """
+    if tile is not None and tile < 1:
+        raise ConfigError(f"Expected a positive tile size, but got {tile}")
+    if tile_batch is not None and tile_batch < 1:
+        raise ConfigError(f"Expected at least one tile per batch, but got {tile_batch}")
+    if tile_overlap < 0:
+        raise ConfigError(f"Expected a tile overlap of 0 or more pixels, but got {tile_overlap}")
+    if tile is not None:
+        validate_tile(tile, tile_overlap, descriptor.pad_multiple)
+    return precision_dtype(descriptor.device, precision)
+
+
 def restore_tensor(
     descriptor: ModelDescriptor,
     x: Tensor,
@@ -313,17 +333,9 @@ def restore_tensor(
             f"Expected a float tensor (N, {descriptor.in_channels}, H, W) for {descriptor.name}, "
             f"but got {x.dtype} {tuple(x.shape)}"
         )
-    if tile is not None and tile < 1:
-        raise ConfigError(f"Expected a positive tile size, but got {tile}")
-    if tile_batch is not None and tile_batch < 1:
-        raise ConfigError(f"Expected at least one tile per batch, but got {tile_batch}")
-    if tile_overlap < 0:
-        raise ConfigError(f"Expected a tile overlap of 0 or more pixels, but got {tile_overlap}")
-    dtype = precision_dtype(descriptor.device, precision)
+    dtype = check_options(descriptor, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=tile_batch)
     height, width = x.shape[-2:]
     padded = pad_to_multiple(x.float(), descriptor.pad_multiple, descriptor.pad_mode)
-    if tile is not None:  # reject an impossible tile before any model work
-        plan_tiles(padded.shape[-2], padded.shape[-1], tile, tile_overlap, descriptor.pad_multiple)
     while True:
         device = descriptor.device
         try:

@@ -65,8 +65,8 @@ def validate_tile(tile: int, overlap: int, multiple: int) -> int:
     rounded = tile // multiple * multiple
     if rounded - overlap < multiple:
         raise ConfigError(
-            f"Expected a tile of at least {overlap + multiple} pixels (overlap {overlap} plus the model's "
-            f"size multiple {multiple}), but got {tile}"
+            f"Expected a tile of at least {round_up(overlap + multiple, multiple)} pixels (overlap {overlap} "
+            f"plus the model's size multiple {multiple}), but got {tile}"
         )
     return rounded
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from restorecli.metrics.evaluate import (
     EvalReport,
     EvalSettings,
-    Pair,
-    Pairing,
     PairScore,
     evaluate_pairs,
     evaluate_paths,
-    match_pairs,
     parse_metrics,
     restoring_transform,
 )
+from restorecli.metrics.pairing import Pair, Pairing, match_pairs
 from restorecli.metrics.psnr_ssim import psnr, rgb_to_y, ssim
 from restorecli.metrics.segmentation import (
     DetectionCounts,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
+from typing import TYPE_CHECKING, Literal, TextIO, get_args
 
 import numpy as np
 from tqdm import tqdm
@@ -46,6 +46,7 @@ IMAGE_METRICS: tuple[MetricName, ...] = ("psnr", "ssim")
 MASK_METRICS: tuple[MetricName, ...] = ("miou", "niou", "pd", "fa")
 Transform = Callable[[Path, np.ndarray], np.ndarray]
 """Turns the pixels read from a pair's ``pred`` path into the prediction (e.g. restores them)."""
+
 
 def parse_metrics(text: str) -> tuple[MetricName, ...]:
     """``"psnr,ssim"`` -> ``("psnr", "ssim")``; unknown names raise ConfigError."""
@@ -176,15 +177,16 @@ def score_arrays(
         if pred_rgb.dtype != gt_rgb.dtype:
             raise MetricError(f"Expected the same bit depth, but got {pred_rgb.dtype} and {gt_rgb.dtype}")
         data_range = settings.data_range if settings.data_range is not None else float(dtype_max(gt_rgb.dtype))
-        options = dict(
-            data_range=data_range,
-            crop_border=settings.crop_border,
-            y_channel=settings.y_channel,
-            round_y=settings.round_y,
-        )
-        functions = {"psnr": psnr, "ssim": ssim}
         for name in settings.image_metrics:
-            values[name] = functions[name](pred_rgb, gt_rgb, **options)
+            function = psnr if name == "psnr" else ssim
+            values[name] = function(
+                pred_rgb,
+                gt_rgb,
+                data_range=data_range,
+                crop_border=settings.crop_border,
+                y_channel=settings.y_channel,
+                round_y=settings.round_y,
+            )
     stats: MaskStats | None = None
     if settings.mask_metrics:
         target = decode_target(gt, num_classes=settings.num_classes, ignore_index=settings.ignore_index)
@@ -293,12 +295,14 @@ class EvalReport:
             "gt_without_prediction": [str(path) for path in self.missing_pred],
         }
         if self.scores:
-            result["images"] = [
-                {"name": s.pair.name, "pred": str(s.pair.pred), "gt": str(s.pair.gt)}
-                | {key: _strict(value) for key, value in s.values.items()}
-                for s in self.scores
-            ]
+            result["images"] = [_image_row(score) for score in self.scores]
         return result
+
+
+def _image_row(score: PairScore) -> dict[str, object]:
+    row: dict[str, object] = {"name": score.pair.name, "pred": str(score.pair.pred), "gt": str(score.pair.gt)}
+    row.update((key, _strict(value)) for key, value in score.values.items())
+    return row
 
 
 def _strict(value: float) -> float | str | None:
@@ -332,8 +336,8 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-# Fresh interpreters, not fork: a forked child inherits OpenCV's (or torch's) thread pool mid-state and
-# can deadlock on its first parallel call once the parent has decoded a large image.
+# Fresh interpreters, not fork: a forked child inherits the parent's native thread pools (OpenCV, BLAS,
+# torch) mid-state; bench_eval.py deadlocked in the children after a scikit-image loop on 1 MP images.
 _POOL_CONTEXT = "spawn"
 
 
@@ -395,7 +399,10 @@ def evaluate_pairs(
             if keep_scores:
                 kept.append(score)
             bar.update()
-    class_iou = tuple(float(v) for v in totals.masks.class_iou) if totals.masks and "miou" in settings.metrics else ()
+    masks = totals.masks
+    class_iou = (
+        tuple(float(v) for v in masks.class_iou) if masks is not None and "miou" in settings.mask_metrics else ()
+    )
     return EvalReport(
         settings=settings,
         count=totals.count,
@@ -414,30 +421,34 @@ def evaluate_paths(
     gt_pattern: str = "{stem}",
     allow_missing: bool = False,
     csv_path: Path | None = None,
-    **options: Any,
+    workers: int = 1,
+    transform: Transform | None = None,
+    progress: bool = False,
+    keep_scores: bool = False,
 ) -> EvalReport:
     """Pair files or folders (:func:`match_pairs`) and :func:`evaluate_pairs` them.
 
     Unmatched files fail the run unless ``allow_missing``; then they are listed in the report.
-    ``csv_path`` receives one row per pair, streamed, written atomically. ``pred`` holds the degraded
-    inputs when a ``transform`` restores them on the fly. Other options go to :func:`evaluate_pairs`.
+    ``csv_path`` receives one row per pair, streamed as scores arrive and renamed into place at the end.
+    ``pred`` holds the degraded inputs when a ``transform`` restores them on the fly.
     """
     pairing = match_pairs(pred, gt, gt_pattern=gt_pattern)
     if not allow_missing:
         pairing.require_complete()
+    run = partial(
+        evaluate_pairs,
+        pairing.pairs,
+        settings,
+        workers=workers,
+        transform=transform,
+        progress=progress,
+        keep_scores=keep_scores,
+    )
     if csv_path is None:
-        report = evaluate_pairs(pairing.pairs, settings, **options)
+        report = run()
     else:
         with atomic_path(csv_path) as temp, temp.open("w", newline="") as handle:
-            rows = _CsvRows(handle)
-            callback = options.pop("on_score", None)
-
-            def on_score(score: PairScore) -> None:
-                rows(score)
-                if callback is not None:
-                    callback(score)
-
-            report = evaluate_pairs(pairing.pairs, settings, on_score=on_score, **options)
+            report = run(on_score=_CsvRows(handle))
     return replace(report, missing_gt=pairing.missing_gt, missing_pred=pairing.missing_pred)
 
 

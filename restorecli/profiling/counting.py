@@ -114,7 +114,7 @@ def count_macs(module: nn.Module, input_shape: Sequence[int], *, on_meta: bool =
 
 
 def _count_on(module: nn.Module, shape: tuple[int, ...], device: torch.device) -> MacCount:
-    tensors = {name: t for name, t in [*module.named_parameters(), *module.named_buffers()]}
+    tensors = dict(module.named_parameters()) | dict(module.named_buffers())
     if device.type == "meta":
         tensors = {name: torch.empty_like(t, device="meta") for name, t in tensors.items()}
     x = torch.zeros(shape, device=device)
@@ -207,7 +207,7 @@ def breakdown(module: nn.Module, macs: MacCount, depth: int = 1) -> list[ModuleC
     paths = unit_paths(module)
 
     def label(name: str) -> str:
-        path = paths[name]
+        path = paths.get(name, ())  # a module built inside forward() is not registered: the root's work
         if len(path) >= depth:
             return ".".join(path[:depth])
         if not path:

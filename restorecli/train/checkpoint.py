@@ -61,13 +61,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"Expected a checkpoint of plain tensors and numbers, but got pickled objects ({path})") from exc
+        raise CheckpointError(
+            f"Expected a checkpoint of plain tensors and numbers, but got pickled objects ({path})"
+        ) from exc
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise CheckpointError(f"Expected a readable training checkpoint, but reading failed: {exc} ({path})") from exc
     required = {"iteration", "model", "ema", "optimizer", "scheduler", "rng", "recipe"}
     if not isinstance(state, dict) or not required <= set(state):
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"Expected a restorecli training checkpoint with {sorted(required)}, but got {found} ({path})")
+        raise CheckpointError(
+            f"Expected a restorecli training checkpoint with {sorted(required)}, but got {found} ({path})"
+        )
     return state
 
 

@@ -1,10 +1,10 @@
 """Training and validation data: random crops of clean images degraded on the fly, or of paired folders.
 
 The data stream is a pure function of the recipe seed and the iteration: batch ``i`` holds the
-global sample numbers ``offset(i) .. offset(i) + batch(i)``; sample ``n`` is image
-``permutation(epoch)[n mod N]`` and draws its crop, flips and degradation from its own generator
-``default_rng([seed, n])``. So the stream does not depend on the number of DataLoader workers, and a
-run resumed at iteration ``i`` sees exactly the batches an uninterrupted run would.
+global sample numbers ``offset(i) .. offset(i) + batch(i) - 1``; sample ``n`` is image
+``permutation(seed, epoch)[n mod N]`` and draws its crop, flips and degradation from its own
+generator ``default_rng([seed, 2, n])``. So the stream does not depend on the number of DataLoader
+workers, and a run resumed at iteration ``i`` sees exactly the batches an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ def center_window(shape: tuple[int, ...], size: int) -> tuple[slice, slice]:
 
 def _check_fits(shape: tuple[int, ...], patch: int, path: Path) -> None:
     if shape[0] < patch or shape[1] < patch:
-        raise DatasetError(f"Expected images of at least {patch}x{patch} for training patches, but got {shape[1]}x{shape[0]} ({path})")
+        raise DatasetError(
+            f"Expected images of at least {patch}x{patch} for training patches, but got {shape[1]}x{shape[0]} ({path})"
+        )
 
 
 def _to_chw(image: np.ndarray) -> torch.Tensor:
@@ -108,7 +110,13 @@ class CleanDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """
 
     def __init__(
-        self, files: Sequence[Path], degradation: DegradationSection, seed: int, margin: int, augment: bool, channels: int
+        self,
+        files: Sequence[Path],
+        degradation: DegradationSection,
+        seed: int,
+        margin: int,
+        augment: bool,
+        channels: int,
     ) -> None:
         self.files = list(files)
         self.kind = degradation.kind
@@ -235,7 +243,9 @@ def paired_files(root: str, dirs: tuple[str, str], split: str | None) -> list[tu
     """``(degraded, clean)`` file pairs of a paired dataset folder, optionally restricted to a split list."""
     index = index_dataset(resolve_path(root), dirs)
     if index.missing:
-        raise DatasetError(f"Expected every file paired in {'/ and '.join(dirs)}/, but got {describe_missing(index.missing)} ({root})")
+        raise DatasetError(
+            f"Expected every file paired in {'/ and '.join(dirs)}/, but got {describe_missing(index.missing)} ({root})"
+        )
     ids = index.ids
     if split is not None:
         listed = read_id_list(resolve_path(split))
@@ -275,7 +285,9 @@ def describe_data(recipe: Recipe, dataset: CleanDataset | PairedDataset) -> dict
         if validation.clean:
             degradation = validation_degradation(validation, recipe)
             summary["validation"]["degradation"] = {
-                "kind": degradation.kind, **asdict(degradations_params(degradation)), "format": validation.input_format,
+                "kind": degradation.kind,
+                **asdict(degradations_params(degradation)),
+                "format": validation.input_format,
             }
     return _jsonable(summary)
 
@@ -334,7 +346,9 @@ def build_validation_set(section: ValidationSection, recipe: Recipe, channels: i
         degradation = validation_degradation(section, recipe)
         params = degradations_params(degradation)
         if isinstance(params, NoiseParams) and params.sigma_range is not None:
-            raise ConfigError(f"Expected a fixed validation sigma (the benchmark protocol), but got sigma_range={params.sigma_range}")
+            raise ConfigError(
+                f"Expected a fixed validation sigma (the benchmark protocol), but got sigma_range={params.sigma_range}"
+            )
         files = clean_files([section.clean])
         for path in files[: section.max_images or None]:
             pixels, _ = split_alpha(read_array(path))
@@ -343,7 +357,9 @@ def build_validation_set(section: ValidationSection, recipe: Recipe, channels: i
                 degraded = to_float(to_pixels(degraded, pixels.dtype))
             clean = to_float(pixels)
             window = center_window(clean.shape, section.crop)
-            items.append(ValidationItem(path.stem, to_channels(degraded[window], channels), to_channels(clean[window], channels)))
+            items.append(
+                ValidationItem(path.stem, to_channels(degraded[window], channels), to_channels(clean[window], channels))
+            )
         return items
     pairs = paired_files(section.paired or "", section.dirs, section.split)
     for degraded_path, clean_path in pairs[: section.max_images or None]:

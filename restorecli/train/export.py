@@ -12,10 +12,10 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from restorecli import __version__
 from restorecli.engine.device import resolve_device
 from restorecli.errors import CheckpointError
 from restorecli.images import atomic_path
@@ -35,14 +35,6 @@ class ExportResult:
     weights: Path
     card: Path
     card_data: dict[str, Any]
-
-
-def restorecli_version() -> str:
-    """The installed restorecli version, or ``"unknown"`` when running from an uninstalled checkout."""
-    try:
-        return metadata.version("restorecli")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def task_of(recipe: Recipe) -> str | None:
@@ -76,7 +68,9 @@ def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None
     try:
         model.load_state_dict(state["ema"], strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"Expected EMA weights of {spec.name} {state['config']}, but loading failed: {exc} ({latest})") from exc
+        raise CheckpointError(
+            f"Expected EMA weights of {spec.name} {state['config']}, but loading failed: {exc} ({latest})"
+        ) from exc
 
     val: dict[str, Any] | None = None
     if recipe.validation is not None:
@@ -87,8 +81,13 @@ def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None
         multiple, mode = spec.padding(state["config"])
         items = build_validation_set(section, recipe, spec.channels(state["config"])[0])
         scores = validate(
-            model.to(target), items, multiple=multiple, mode=mode, device=target,
-            crop_border=section.crop_border, y_channel=section.y_channel,
+            model.to(target),
+            items,
+            multiple=multiple,
+            mode=mode,
+            device=target,
+            crop_border=section.crop_border,
+            y_channel=section.y_channel,
         )
         val = {**asdict(scores), "crop": section.crop, "source": section.clean or section.paired}
 
@@ -103,7 +102,7 @@ def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None
         "wall_time_s": round(float(state["wall_time_s"]), 1),
         "val": val,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "restorecli_version": restorecli_version(),
+        "restorecli_version": __version__,
     }
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     weights = out_dir / f"{recipe.name}.safetensors"
@@ -114,4 +113,3 @@ def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None
     with atomic_path(card_path) as temporary:
         temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return ExportResult(weights=weights, card=card_path, card_data=card)
-

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import numpy as np
 import torch
@@ -30,7 +30,14 @@ import torch
 from restorecli.engine.device import resolve_device
 from restorecli.errors import ConfigError
 from restorecli.train import checkpoint as ckpt
-from restorecli.train.data import build_loader, build_train_dataset, build_validation_set, describe_data, resolve_path
+from restorecli.train.data import (
+    ValidationItem,
+    build_loader,
+    build_train_dataset,
+    build_validation_set,
+    describe_data,
+    resolve_path,
+)
 from restorecli.train.export import ExportResult, export_run
 from restorecli.train.recipe import Recipe, recipe_to_dict
 from restorecli.train.trainer import Trainer
@@ -39,7 +46,7 @@ from restorecli.train.validate import ValidationScores
 LOG_NAME = "log.jsonl"
 RECIPE_NAME = "recipe.json"
 
-StopReason = str
+StopReason = Literal["interrupted", "time limit"]
 
 
 @dataclass(frozen=True)
@@ -92,15 +99,82 @@ def _deferred_interrupt() -> Iterator[_StopRequest]:
         signal.signal(signal.SIGINT, previous)
 
 
-class _Log:
-    """Appends JSON lines to the run's log, flushed per line so a crash keeps what was written."""
+class _Session:
+    """One call of :func:`train`: the bookkeeping around the steps (log, progress, checkpoints)."""
 
-    def __init__(self, handle: TextIO) -> None:
-        self.handle = handle
+    def __init__(self, recipe: Recipe, trainer: Trainer, run_dir: Path, log: TextIO, progress: bool) -> None:
+        from tqdm import tqdm
 
-    def write(self, kind: str, **fields: Any) -> None:
+        self.recipe = recipe
+        self.trainer = trainer
+        self.run_dir = run_dir
+        self.handle = log
+        self.first_iteration = trainer.iteration
+        self.wall_before = trainer.wall_time_s
+        self.started = time.perf_counter()
+        self.saved: Path | None = None
+        self.losses: list[float] = []
+        self.bar = tqdm(
+            total=recipe.schedule.iterations,
+            initial=trainer.iteration,
+            disable=not progress,
+            unit="it",
+            dynamic_ncols=True,
+        )
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since this session started."""
+        return time.perf_counter() - self.started
+
+    def log(self, kind: str, **fields: Any) -> None:
+        """Append one JSON line, flushed so a crash keeps what was written."""
         self.handle.write(json.dumps({"kind": kind, "time": round(time.time(), 3), **fields}) + "\n")
         self.handle.flush()
+
+    def save(self) -> Path:
+        """Checkpoint the trainer now (wall time included)."""
+        self.trainer.wall_time_s = self.wall_before + self.elapsed
+        self.saved = ckpt.save_checkpoint(
+            self.run_dir, self.trainer.iteration, self.trainer.state_dict(), self.recipe.output.keep
+        )
+        self.log("checkpoint", iteration=self.trainer.iteration, path=str(self.saved))
+        return self.saved
+
+    def after_step(self, loss: float, val_items: list[ValidationItem]) -> None:
+        """Progress bar, then the log line, validation and checkpoint that fall due at this iteration."""
+        recipe, trainer = self.recipe, self.trainer
+        iteration, total = trainer.iteration, recipe.schedule.iterations
+        stage = recipe.stage_at(iteration - 1)
+        self.losses.append(loss)
+        postfix = {"loss": f"{loss:.4g}", "lr": f"{trainer.lr:.2e}", "patch": stage.patch}
+        if trainer.val is not None:
+            postfix["val_psnr"] = f"{trainer.val.psnr:.2f}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+        last = iteration == total
+        if iteration % recipe.output.log_every == 0 or last:
+            self.log(
+                "train",
+                iteration=iteration,
+                loss=float(np.mean(self.losses)),
+                lr=trainer.lr,
+                patch=stage.patch,
+                batch=stage.batch,
+                seconds_per_iteration=self.elapsed / (iteration - self.first_iteration),
+            )
+            self.losses.clear()
+        validation = recipe.validation
+        if validation is not None and (iteration % validation.every == 0 or last):
+            self.log("val", iteration=iteration, **asdict(trainer.validate(val_items, validation)))
+        if iteration % recipe.output.checkpoint_every == 0 or last:
+            self.save()
+
+    def stop(self, reason: StopReason) -> None:
+        """Checkpoint the current iteration (unless that was just done) and log why the session stops."""
+        if self.saved != ckpt.checkpoint_path(self.run_dir, self.trainer.iteration):
+            self.save()
+        self.log("stop", iteration=self.trainer.iteration, reason=reason)
 
 
 def train(
@@ -126,8 +200,6 @@ def train(
 
 
 def _train(recipe: Recipe, resume: bool, progress: bool, time_limit_s: float | None) -> TrainResult:
-    from tqdm import tqdm
-
     run_dir = resolve_path(recipe.output.dir)
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None and not resume:
@@ -135,86 +207,55 @@ def _train(recipe: Recipe, resume: bool, progress: bool, time_limit_s: float | N
     trainer = Trainer(recipe, resolve_device(recipe.runtime.device))
     dataset = build_train_dataset(recipe, trainer.channels)
     trainer.data = describe_data(recipe, dataset)
-    validation = recipe.validation
-    val_items = build_validation_set(validation, recipe, trainer.channels) if validation else []
+    val_items = build_validation_set(recipe.validation, recipe, trainer.channels) if recipe.validation else []
     if latest is not None:
         trainer.load_state_dict(ckpt.load_checkpoint(latest), latest)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RECIPE_NAME).write_text(json.dumps(recipe_to_dict(recipe), indent=2) + "\n", encoding="utf-8")
 
     total = recipe.schedule.iterations
-    first_iteration = trainer.iteration
-    session_start = time.perf_counter()
-    wall_before = trainer.wall_time_s
     stopped: StopReason | None = None
-    saved: Path | None = None
-    losses: list[float] = []
-
-    def save() -> Path:
-        trainer.wall_time_s = wall_before + time.perf_counter() - session_start
-        path = ckpt.save_checkpoint(run_dir, trainer.iteration, trainer.state_dict(), recipe.output.keep)
-        log.write("checkpoint", iteration=trainer.iteration, path=str(path))
-        return path
-
-    with (run_dir / LOG_NAME).open("a", encoding="utf-8") as handle, _deferred_interrupt() as stop:
-        log = _Log(handle)
-        log.write("start", iteration=trainer.iteration, resumed_from=str(latest) if latest else None,
-                  device=str(trainer.device))
-        bar = tqdm(total=total, initial=trainer.iteration, disable=not progress, unit="it", dynamic_ncols=True)
-        in_step = False
-        try:
-            batches = iter(build_loader(dataset, recipe, trainer.iteration))
-            while trainer.iteration < total:
-                if stop.requested:
-                    raise KeyboardInterrupt
-                degraded, clean = next(batches)
-                in_step = True
-                loss = trainer.step(degraded, clean)
-                in_step = False
-                iteration = trainer.iteration
-                stage = recipe.stage_at(iteration - 1)
-                losses.append(loss)
-                bar.update(1)
-                postfix = {"loss": f"{loss:.4g}", "lr": f"{trainer.lr:.2e}", "patch": stage.patch}
-                if trainer.val is not None:
-                    postfix["val_psnr"] = f"{trainer.val.psnr:.2f}"
-                bar.set_postfix(postfix, refresh=False)
-                if iteration % recipe.output.log_every == 0 or iteration == total:
-                    elapsed = time.perf_counter() - session_start
-                    log.write("train", iteration=iteration, loss=float(np.mean(losses)), lr=trainer.lr,
-                              patch=stage.patch, batch=stage.batch,
-                              seconds_per_iteration=elapsed / (iteration - first_iteration))
-                    losses.clear()
-                if validation and (iteration % validation.every == 0 or iteration == total):
-                    log.write("val", iteration=iteration, **asdict(trainer.validate(val_items, validation)))
-                if iteration % recipe.output.checkpoint_every == 0 or iteration == total:
-                    saved = save()
-                if time_limit_s is not None and time.perf_counter() - session_start > time_limit_s and iteration < total:
-                    stopped = "time limit"
-                    break
-        except KeyboardInterrupt:
-            if in_step:
-                # A second Ctrl-C landed inside a step: its half-applied update must not be saved.
-                log.write("stop", iteration=trainer.iteration, reason="aborted inside a step; not saved")
-                raise
-            stopped = "interrupted"
-        finally:
-            bar.close()
-        if stopped is not None:
-            if saved is None or saved != ckpt.checkpoint_path(run_dir, trainer.iteration):
-                saved = save()
-            log.write("stop", iteration=trainer.iteration, reason=stopped)
-        export = None
-        if trainer.iteration >= total:
-            export = export_run(run_dir)
-            log.write("export", weights=str(export.weights), card=str(export.card), val=export.card_data["val"])
-    steps = trainer.iteration - first_iteration
+    with (run_dir / LOG_NAME).open("a", encoding="utf-8") as handle:
+        session = _Session(recipe, trainer, run_dir, handle, progress)
+        session.log(
+            "start", iteration=trainer.iteration, resumed_from=latest and str(latest), device=str(trainer.device)
+        )
+        with _deferred_interrupt() as stop:
+            in_step = False
+            try:
+                batches = iter(build_loader(dataset, recipe, trainer.iteration))
+                while trainer.iteration < total:
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    degraded, clean = next(batches)
+                    in_step = True
+                    loss = trainer.step(degraded, clean)
+                    in_step = False
+                    session.after_step(loss, val_items)
+                    if time_limit_s is not None and session.elapsed > time_limit_s and trainer.iteration < total:
+                        stopped = "time limit"
+                        break
+            except KeyboardInterrupt:
+                if in_step:
+                    # A second Ctrl-C landed inside a step: its half-applied update must not be saved.
+                    session.log("stop", iteration=trainer.iteration, reason="aborted inside a step; not saved")
+                    raise
+                stopped = "interrupted"
+            finally:
+                session.bar.close()
+            if stopped is not None:
+                session.stop(stopped)
+        # Outside the deferred-interrupt block: Ctrl-C during the export stops it at once (writes are atomic).
+        export = export_run(run_dir) if trainer.iteration >= total else None
+        if export is not None:
+            session.log("export", weights=str(export.weights), card=str(export.card), val=export.card_data["val"])
+    steps = trainer.iteration - session.first_iteration
     return TrainResult(
         run_dir=run_dir,
         iteration=trainer.iteration,
         stopped=stopped,
-        checkpoint=saved,
+        checkpoint=session.saved,
         export=export,
         val=trainer.val,
-        seconds_per_iteration=(time.perf_counter() - session_start) / steps if steps else None,
+        seconds_per_iteration=session.elapsed / steps if steps else None,
     )

@@ -288,7 +288,9 @@ def _build(cls: type, raw: Any, source: str, where: str) -> Any:
             key = f"{where}.{f.name}" if where else f.name
             values[f.name] = _coerce(hints[f.name], raw[f.name], source, key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"Expected a value for {where + '.' if where else ''}{f.name}, but it is missing ({source})")
+            raise ConfigError(
+                f"Expected a value for {where + '.' if where else ''}{f.name}, but it is missing ({source})"
+            )
     return cls(**values)
 
 
@@ -312,13 +314,16 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
             raise ConfigError(f"Expected {key} to be one of {list(args)}, but got {value!r} ({source})")
         return value
     if origin is tuple:
+        variadic = len(args) == 2 and args[1] is Ellipsis
+        if variadic and args[0] is str and isinstance(value, str):
+            return (value,)  # one folder may be written without the list brackets
         if not isinstance(value, (list, tuple)):
             raise _type_error(hint, value, source, key)
-        if len(args) == 2 and args[1] is Ellipsis:
+        if variadic:
             return tuple(_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"Expected {key} to hold {len(args)} values, but got {list(value)} ({source})")
-        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is dict:
         if not isinstance(value, Mapping):
             raise _type_error(hint, value, source, key)
@@ -343,7 +348,9 @@ def _check(recipe: Recipe, source: str) -> None:
     if bool(data.clean) == bool(data.paired):
         raise ConfigError(f"Expected one of data.clean or data.paired, but got both or neither ({source})")
     if data.clean and recipe.degradation is None:
-        raise ConfigError(f"Expected a [degradation] section to degrade data.clean on the fly, but it is missing ({source})")
+        raise ConfigError(
+            f"Expected a [degradation] section to degrade data.clean on the fly, but it is missing ({source})"
+        )
     positive = {
         "schedule.iterations": recipe.schedule.iterations,
         "data.patch": data.patch,
@@ -370,6 +377,10 @@ def _check(recipe: Recipe, source: str) -> None:
     validation = recipe.validation
     if validation is not None:
         if bool(validation.clean) == bool(validation.paired):
-            raise ConfigError(f"Expected one of validation.clean or validation.paired, but got both or neither ({source})")
+            raise ConfigError(
+                f"Expected one of validation.clean or validation.paired, but got both or neither ({source})"
+            )
         if validation.clean and validation.degradation is None and recipe.degradation is None:
-            raise ConfigError(f"Expected validation.degradation to degrade validation.clean, but it is missing ({source})")
+            raise ConfigError(
+                f"Expected validation.degradation to degrade validation.clean, but it is missing ({source})"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import asdict
 from pathlib import Path
@@ -35,9 +36,13 @@ class Trainer:
         _seed_all(recipe.seed)
         self.model = build_model(self.arch, self.config).to(device).train()
         self.ema = EMA(self.model, recipe.optim.ema)
+        # A copy, not a second build_model: building would draw from the global RNG mid-run.
+        self.eval_model = copy.deepcopy(self.model)
         self.optimizer, self.scheduler = build_optimizer(self.model, recipe.optim, recipe.schedule)
         self.loss_fn = build_loss(recipe.loss)
-        self.autocast = None if recipe.runtime.precision == "fp32" else precision_dtype(device, recipe.runtime.precision)
+        self.autocast = (
+            None if recipe.runtime.precision == "fp32" else precision_dtype(device, recipe.runtime.precision)
+        )
         self.data: dict[str, Any] = {}
         self.iteration = 0
         self.wall_time_s = 0.0
@@ -71,10 +76,9 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def ema_model(self) -> nn.Module:
-        """A fresh module holding the EMA weights, in eval mode (for validation and export)."""
-        model = build_model(self.arch, self.config).to(self.device)
-        self.ema.copy_to(model)
-        return model.eval()
+        """The evaluation copy of the network holding the current EMA weights, in eval mode."""
+        self.ema.copy_to(self.eval_model)
+        return self.eval_model.eval()
 
     def validate(self, items: list[ValidationItem], section: ValidationSection) -> ValidationScores:
         """Score the EMA weights on the validation items (border crop and Y channel from ``section``)."""
@@ -133,4 +137,3 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-

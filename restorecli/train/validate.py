@@ -49,7 +49,12 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: PadMode) -> torch.Tens
 
 @torch.no_grad()
 def restore_array(
-    model: nn.Module, image: np.ndarray, multiple: int, mode: PadMode, device: torch.device, autocast: torch.dtype | None
+    model: nn.Module,
+    image: np.ndarray,
+    multiple: int,
+    mode: PadMode,
+    device: torch.device,
+    autocast: torch.dtype | None,
 ) -> np.ndarray:
     """Run ``model`` on one float ``(H, W, C)`` image, padded to its multiple and cropped back."""
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
