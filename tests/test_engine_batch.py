@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,6 @@ from restorecli.engine.batch import output_paths, restore_files
 from restorecli.errors import ConfigError, DatasetError, ImageWriteError
 from restorecli.images import read_array, write_array
 from restorecli.zoo.descriptor import ModelDescriptor
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: tiny convolutions are 10x slower when two threads contend on a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class Invert(nn.Module):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,15 +15,6 @@ from restorecli.engine import runner
 from restorecli.engine.runner import estimate_bytes_per_pixel, restore_array, restore_tensor
 from restorecli.errors import ConfigError, DeviceError, ImageReadError
 from restorecli.zoo.descriptor import ModelDescriptor
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: tiny convolutions are 10x slower when two threads contend on a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def describe(

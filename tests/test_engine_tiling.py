@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,15 +12,6 @@ from torch import nn
 from restorecli.engine.padding import crop, pad_to_multiple
 from restorecli.engine.tiling import Tile, axis_starts, merge_tiles, minimum_tile, plan_tiles, tile_weights
 from restorecli.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: tiny convolutions are 10x slower when two threads contend on a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _numpy_pad(x: torch.Tensor, bottom: int, right: int, mode: str) -> np.ndarray:

@@ -189,6 +189,18 @@ def test_paired_crops_stay_aligned_under_augmentation(tmp_path: Path) -> None:
         assert torch.allclose(degraded, 1.0 - clean, atol=1e-6)
 
 
+def test_paired_names_may_differ_by_pattern(tmp_path: Path) -> None:
+    for i in range(2):
+        write_array(tmp_path / "rain100" / "input" / f"rain-{i:03d}.png", smooth_image(i))
+        write_array(tmp_path / "rain100" / "target" / f"norain-{i:03d}.png", smooth_image(i))
+    patterns = {"input": "rain-{id}", "target": "norain-{id}"}
+    pairs = paired_files(str(tmp_path / "rain100"), ("input", "target"), None, patterns)
+    assert [(a.name, b.name) for a, b in pairs] == [
+        ("rain-000.png", "norain-000.png"),
+        ("rain-001.png", "norain-001.png"),
+    ]
+
+
 def test_paired_folder_with_a_missing_target_is_an_error(tmp_path: Path) -> None:
     write_array(tmp_path / "pairs" / "input" / "a.png", smooth_image(0))
     write_array(tmp_path / "pairs" / "input" / "b.png", smooth_image(1))

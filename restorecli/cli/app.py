@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from restorecli.cli import inference, models
+from restorecli.cli.common import show_library_messages
 from restorecli.cli import datasets
 from restorecli.cli import degrade
 from restorecli.cli import profiler
@@ -26,6 +27,12 @@ degrade.register(app)
 profiler.register(app)
 evaluate.register(app)
 training.register(app)
+
+
+@app.callback()
+def _setup() -> None:
+    """Image restoration with Restormer and NAFNet: inference, evaluation, dataset tools, profiling, training."""
+    show_library_messages()
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -51,3 +52,18 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc)) from None
 
     return wrapper
+
+
+class _EchoHandler(logging.Handler):
+    """Writes library log records (device fallback, skipped files) as one line to the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"{record.levelname.capitalize()}: {record.getMessage()}", err=True)
+
+
+def show_library_messages() -> None:
+    """Route the ``restorecli`` logger's warnings to stderr once per process (idempotent)."""
+    library = logging.getLogger("restorecli")
+    if not any(isinstance(handler, _EchoHandler) for handler in library.handlers):
+        library.addHandler(_EchoHandler(logging.WARNING))
+        library.setLevel(logging.INFO)

@@ -72,9 +72,8 @@ def _make_command(command: str) -> Callable[..., None]:
             precision=precision,
             skip_existing=skip_existing,
             progress=not quiet,
+            fallback=device == "auto",
         )
-        for path, reason in report.failures:
-            typer.echo(f"Error: {path}: {reason}", err=True)
         typer.echo(
             f"{descriptor.name} on {descriptor.device}: {report.succeeded} restored, {report.skipped} skipped, "
             f"{report.failed} failed in {report.seconds:.1f} s -> {output_dir}"

@@ -148,8 +148,8 @@ def _sizes_table(sizes: list[SizeResult]) -> str:
                 _si(result.macs),
                 f"{timing.median_ms:.2f}" if timing else "-",
                 f"{timing.p90_ms:.2f}" if timing else "-",
-                f"{timing.images_per_second:.2f}" if timing else "-",
-                f"{timing.megapixels_per_second:.2f}" if timing else "-",
+                f"{timing.images_per_second:.3g}" if timing else "-",
+                f"{timing.megapixels_per_second:.3g}" if timing else "-",
                 _memory(peak.peak_bytes, peak.method) if peak else "-",
                 result.error or "",
             ]

@@ -93,7 +93,7 @@ def restore_files(
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     precision: str = "fp32",
     tile_batch: int | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     fallback: bool = True,
     skip_existing: bool = False,
     progress: bool = True,

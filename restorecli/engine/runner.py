@@ -303,7 +303,7 @@ def restore_tensor(
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     precision: str = "fp32",
     tile_batch: int | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     fallback: bool = True,
 ) -> Tensor:
     """Restore ``(N, C_in, H, W)`` float images in ``[0, 1]``; returns ``(N, C_out, H, W)`` float32 in ``[0, 1]``.
@@ -319,9 +319,9 @@ def restore_tensor(
             :func:`~restorecli.engine.device.supported_precisions`.
         tile_batch: tiles per forward pass, or None for as many as fit (at most 8 on an accelerator, 1
             on the CPU).
-        channels_last: feed tiles in channels-last memory format. Off by default because the gain
-            depends on the network: on the CPU it made NAFNet about 30% faster and Restormer about 15%
-            slower (bench/bench_inference.py).
+        channels_last: feed tiles in channels-last memory format; None follows the architecture's
+            preference (``descriptor.channels_last``), since the gain depends on the network: on the
+            CPU it made NAFNet about 30% faster and Restormer about 15% slower (bench/bench_inference.py).
         fallback: move to the next device when this one fails (announced); False raises DeviceError.
 
     Raises:
@@ -334,6 +334,8 @@ def restore_tensor(
             f"but got {x.dtype} {tuple(x.shape)}"
         )
     dtype = check_options(descriptor, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=tile_batch)
+    if channels_last is None:
+        channels_last = descriptor.channels_last
     height, width = x.shape[-2:]
     padded = pad_to_multiple(x.float(), descriptor.pad_multiple, descriptor.pad_mode)
     while True:
@@ -369,7 +371,7 @@ def restore_array(
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     precision: str = "fp32",
     tile_batch: int | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     fallback: bool = True,
 ) -> np.ndarray:
     """Restore image pixels: ``(H, W)`` grey, ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W, 6)`` dual-pixel.

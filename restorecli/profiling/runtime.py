@@ -107,7 +107,7 @@ def make_forward(
     Raises:
         ConfigError: ``device`` does not support ``precision``.
     """
-    dtype = precision_dtype(device, precision)
+    dtype = precision_dtype(device, precision)  # validates the precision for both paths
     if tile is not None:
         descriptor = describe(target, module, device)
         return lambda x: restore_tensor(
@@ -174,8 +174,11 @@ def measure_latency(
 
 
 def measure_cuda_peak(forward: Forward, x: Tensor, device: torch.device) -> PeakMemory:
-    """Peak CUDA allocator memory on ``device`` (weights, activations, and whatever else lives there)
-    during one ``forward(x)``."""
+    """Peak CUDA allocator memory on ``device`` during one ``forward(x)``.
+
+    It covers everything this process holds there: weights, input, activations and output (with
+    tiling, only the tiles in flight: the image stays on the CPU).
+    """
     synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     forward(x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -239,9 +239,14 @@ def clean_files(folders: Sequence[str]) -> list[Path]:
     return files
 
 
-def paired_files(root: str, dirs: tuple[str, str], split: str | None) -> list[tuple[Path, Path]]:
-    """``(degraded, clean)`` file pairs of a paired dataset folder, optionally restricted to a split list."""
-    index = index_dataset(resolve_path(root), dirs)
+def paired_files(
+    root: str, dirs: tuple[str, str], split: str | None, patterns: Mapping[str, str] | None = None
+) -> list[tuple[Path, Path]]:
+    """``(degraded, clean)`` file pairs of a paired dataset folder, optionally restricted to a split list.
+
+    Files are matched by id across ``dirs`` as :func:`restorecli.data.dataset.index_dataset` does.
+    """
+    index = index_dataset(resolve_path(root), dirs, patterns)
     if index.missing:
         raise DatasetError(
             f"Expected every file paired in {'/ and '.join(dirs)}/, but got {describe_missing(index.missing)} ({root})"
@@ -264,7 +269,7 @@ def build_train_dataset(recipe: Recipe, channels: int) -> CleanDataset | PairedD
     if recipe.degradation is not None and data.clean:
         files = clean_files(data.clean)
         return CleanDataset(files, recipe.degradation, recipe.seed, data.margin, data.augment, channels)
-    pairs = paired_files(data.paired or "", data.dirs, data.split)
+    pairs = paired_files(data.paired or "", data.dirs, data.split, data.patterns)
     return PairedDataset(pairs, recipe.seed, data.augment, channels)
 
 
@@ -274,7 +279,13 @@ def describe_data(recipe: Recipe, dataset: CleanDataset | PairedDataset) -> dict
     train: dict[str, Any] = (
         {"clean": list(data.clean), "images": len(dataset)}
         if data.clean
-        else {"paired": data.paired, "dirs": list(data.dirs), "split": data.split, "pairs": len(dataset)}
+        else {
+            "paired": data.paired,
+            "dirs": list(data.dirs),
+            "patterns": data.patterns,
+            "split": data.split,
+            "pairs": len(dataset),
+        }
     )
     if recipe.degradation is not None:
         train["degradation"] = {"kind": recipe.degradation.kind, **asdict(degradations_params(recipe.degradation))}
@@ -361,7 +372,7 @@ def build_validation_set(section: ValidationSection, recipe: Recipe, channels: i
                 ValidationItem(path.stem, to_channels(degraded[window], channels), to_channels(clean[window], channels))
             )
         return items
-    pairs = paired_files(section.paired or "", section.dirs, section.split)
+    pairs = paired_files(section.paired or "", section.dirs, section.split, section.patterns)
     for degraded_path, clean_path in pairs[: section.max_images or None]:
         degraded, clean = read_pair(degraded_path, clean_path, channels)
         window = center_window(clean.shape, section.crop)

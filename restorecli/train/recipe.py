@@ -60,6 +60,8 @@ class DataSection:
         paired: a dataset folder holding degraded and clean sibling folders matched by file stem
             (``input/`` + ``target/``, e.g. written by ``restore degrade`` or ``restore crop-patches``).
         dirs: the two sibling folder names under ``paired``: degraded first, clean second.
+        patterns: per-folder file-stem templates with ``{id}`` where names differ between the folders
+            (Rain100L: ``{ input = "rain-{id}", target = "norain-{id}" }``); plain stems otherwise.
         split: optional split list of ids for ``paired`` (one per line, as ``restore split`` writes).
         patch / batch: crop size and batch size (overridden per stage by ``schedule.stages``).
         workers: DataLoader worker processes (0 = load in the training process).
@@ -71,6 +73,7 @@ class DataSection:
     clean: tuple[str, ...] = ()
     paired: str | None = None
     dirs: tuple[str, str] = ("input", "target")
+    patterns: dict[str, str] = field(default_factory=dict)
     split: str | None = None
     patch: int = 128
     batch: int = 8
@@ -122,7 +125,7 @@ class LossSection:
 class ValidationSection:
     """Periodic PSNR/SSIM on a fixed set, with the EMA weights.
 
-    Either a ``paired`` dataset folder (``dirs`` and ``split`` as in ``[data]``) or a ``clean`` folder
+    Either a ``paired`` dataset folder (``dirs``, ``patterns``, ``split`` as in ``[data]``) or a ``clean`` folder
     degraded exactly as ``restore degrade --seed SEED`` would (``degradation`` defaults to the
     training kind with the degradation module's default parameters). ``input_format`` names the file
     ``restore degrade`` would have written: ``png`` rounds the degraded input to 8 bits; ``npy``
@@ -138,6 +141,7 @@ class ValidationSection:
     clean: str | None = None
     paired: str | None = None
     dirs: tuple[str, str] = ("input", "target")
+    patterns: dict[str, str] = field(default_factory=dict)
     split: str | None = None
     degradation: DegradationSection | None = None
     seed: int = 0

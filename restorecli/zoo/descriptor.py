@@ -30,6 +30,7 @@ class ModelDescriptor:
         local: True when an output pixel depends only on a bounded neighbourhood (pure convolutions),
             so tiling with a margin is exact; False for global operators (attention, global pooling).
         device: where ``module`` lives now; the engine updates it on fallback.
+        channels_last: the architecture runs faster on channels-last inputs (engine default).
         extra: free-form facts for display (licence, paper score, model card).
     """
 
@@ -44,4 +45,5 @@ class ModelDescriptor:
     pad_mode: PadMode
     local: bool
     device: torch.device
+    channels_last: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -161,6 +161,7 @@ def _describe(
         pad_mode=mode,
         local=spec.is_local(kwargs),
         device=torch.device("cpu"),
+        channels_last=spec.channels_last,
         extra=extra,
     )
 
