@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 import typer.main
 from typer.testing import CliRunner
 
 from restorecli import profiling
 from restorecli.cli.app import app
-from restorecli.zoo.architectures import build_on_meta
+from restorecli.zoo.architectures import build_model, build_on_meta
 
 runner = CliRunner()
 TINY = ["profile", "--arch", "nafnet", "--config", "tiny"]
@@ -82,6 +84,19 @@ def test_zoo_model_by_name_needs_no_weights() -> None:
     data = json.loads(result.stdout)
     assert (data["model"], data["arch"], data["weights"]) == ("nafnet-sidd-width32", "nafnet", None)
     assert data["parameters"]["total"] == 29_159_715
+
+
+def test_weights_alone_give_the_architecture_and_a_mismatch_is_an_error(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save(build_model("nafnet", "tiny").state_dict(), checkpoint)
+    result = runner.invoke(app, ["profile", "--weights", str(checkpoint), *COUNT_ONLY, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["arch"], data["weights"]) == ("nafnet", str(checkpoint))
+    assert data["parameters"]["total"] == profiling.count_parameters(build_on_meta("nafnet", "tiny")).total
+    mismatch = runner.invoke(app, ["profile", "--arch", "restormer", "--config", "tiny", "--weights", str(checkpoint)])
+    assert mismatch.exit_code == 1
+    assert mismatch.stderr.startswith("Error: Expected the weights to fit restormer")
 
 
 @pytest.mark.parametrize(

@@ -170,12 +170,15 @@ class RuntimeSection:
 
     ``threads`` sets ``torch.set_num_threads`` for the run (0 = PyTorch's default, one per core).
     On a CPU shared with other busy processes, 1 thread can be several times faster than 2, because
-    OpenMP threads waiting for a descheduled sibling spin instead of working.
+    OpenMP threads waiting for a descheduled sibling spin instead of working. ``channels_last``
+    trains in channels-last memory format; None follows the architecture's preference (NAFNet: on,
+    about 20% less CPU time per training step here).
     """
 
     device: str = "auto"
     precision: Precision = "fp32"
     threads: int = 0
+    channels_last: bool | None = None
 
 
 @dataclass(frozen=True)

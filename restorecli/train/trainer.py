@@ -34,7 +34,11 @@ class Trainer:
         self.channels = self.arch.channels(self.config)[0]
         self.multiple, self.pad_mode = self.arch.padding(self.config)
         _seed_all(recipe.seed)
-        self.model = build_model(self.arch, self.config).to(device).train()
+        channels_last = recipe.runtime.channels_last
+        if channels_last is None:
+            channels_last = self.arch.channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = build_model(self.arch, self.config).to(device, memory_format=self.memory_format).train()
         self.ema = EMA(self.model, recipe.optim.ema)
         # A copy, not a second build_model: building would draw from the global RNG mid-run.
         self.eval_model = copy.deepcopy(self.model)
@@ -50,7 +54,7 @@ class Trainer:
 
     def step(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:
         """One optimisation step on a batch; returns the loss."""
-        degraded = degraded.to(self.device, non_blocking=True)
+        degraded = degraded.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         clean = clean.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
             output = self.model(degraded)

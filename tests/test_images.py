@@ -1,0 +1,106 @@
+"""Lossless image I/O: 16-bit depth, alpha, EXIF orientation, atomic writes, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from restorecli.errors import ImageReadError, ImageWriteError
+from restorecli.images import (
+    from_tensor,
+    list_images,
+    merge_alpha,
+    read_array,
+    split_alpha,
+    to_tensor,
+    write_array,
+)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_rgb_round_trips_exactly_where_pillow_drops_the_low_byte(tmp_path: Path, suffix: str) -> None:
+    pixels = np.random.default_rng(0).integers(0, 65536, (9, 11, 3), dtype=np.uint16)
+    path = tmp_path / f"deep{suffix}"
+    write_array(path, pixels)
+    np.testing.assert_array_equal(read_array(path), pixels)
+    if suffix == ".png":  # the reason we decode with OpenCV
+        with Image.open(path) as image:
+            assert np.asarray(image).dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.arange(35, dtype=np.uint8).reshape(5, 7),
+        np.arange(5 * 7 * 4, dtype=np.uint8).reshape(5, 7, 4),
+        np.arange(5 * 7 * 4, dtype=np.uint16).reshape(5, 7, 4) * 300,
+    ],
+    ids=["grey", "rgba8", "rgba16"],
+)
+def test_grey_and_alpha_round_trip(tmp_path: Path, pixels: np.ndarray) -> None:
+    path = tmp_path / "x.png"
+    write_array(path, pixels)
+    np.testing.assert_array_equal(read_array(path), pixels)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int) -> None:
+    pixels = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.png"
+    image.save(path, exif=exif)
+    with Image.open(path) as reference:
+        expected = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
+    np.testing.assert_array_equal(read_array(path), expected)
+
+
+def test_corrupt_and_missing_files_name_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        read_array(broken)
+    with pytest.raises(ImageReadError, match="nothing exists"):
+        read_array(tmp_path / "absent.png")
+
+
+def test_failed_write_leaves_no_file_and_no_temp(tmp_path: Path) -> None:
+    with pytest.raises(ImageWriteError, match="16-bit"):
+        write_array(tmp_path / "deep.jpg", np.zeros((4, 4, 3), np.uint16))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_replaces_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "x.png"
+    write_array(path, np.zeros((4, 4), np.uint8))
+    write_array(path, np.full((4, 4), 7, np.uint8))
+    assert read_array(path).max() == 7
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_list_images_is_natural_order_and_filters_suffixes(tmp_path: Path) -> None:
+    for name in ["img10.png", "img2.JPG", "img1.webp", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_images(tmp_path)] == ["img1.webp", "img2.JPG", "img10.png"]
+    with pytest.raises(ImageReadError, match="nothing exists"):
+        list_images(tmp_path / "missing")
+
+
+def test_tensor_conversion_scales_by_bit_depth_and_rounds_back() -> None:
+    pixels = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    tensor = to_tensor(pixels)
+    assert tuple(tensor.shape) == (1, 1, 1, 3)
+    assert tensor.max().item() == 1.0
+    np.testing.assert_array_equal(from_tensor(tensor, np.uint16), pixels)
+
+
+def test_alpha_split_and_merge_are_inverse() -> None:
+    rgba = np.random.default_rng(1).integers(0, 256, (3, 4, 4), dtype=np.uint8)
+    color, alpha = split_alpha(rgba)
+    np.testing.assert_array_equal(merge_alpha(color, alpha), rgba)
+    grey, none = split_alpha(rgba[..., 0])
+    assert none is None and grey.ndim == 2
