@@ -83,28 +83,12 @@ def make_images(folder: Path, count: int, size: int) -> list[Path]:
 
 def build_descriptor(arch: str, config: str | None):  # type: ignore[no-untyped-def]
     """A ModelDescriptor for ``arch``/``config`` with random weights (speed does not depend on them)."""
-    import torch
-
     from restorecli.zoo.architectures import build_model, get_arch, resolve_config
-    from restorecli.zoo.descriptor import ModelDescriptor
+    from restorecli.zoo.loader import describe
 
     spec = get_arch(arch)
     kwargs = resolve_config(spec, config)
-    in_channels, out_channels = spec.channels(kwargs)
-    multiple, mode = spec.padding(kwargs)
-    return ModelDescriptor(
-        module=build_model(spec, kwargs).eval(),
-        name=f"{arch}:{config or spec.default_config}",
-        arch=arch,
-        config=kwargs,
-        task=None,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        pad_multiple=multiple,
-        pad_mode=mode,
-        local=spec.is_local(kwargs),
-        device=torch.device("cpu"),
-    )
+    return describe(build_model(spec, kwargs).eval(), f"{arch}:{config or spec.default_config}", arch, kwargs)
 
 
 def run_row(args: argparse.Namespace) -> dict[str, float]:

@@ -59,6 +59,7 @@ def test_denoise_recipe_is_blind_0_to_50_and_validates_at_sigma_25() -> None:
         ("optim.lr=5e-4", ["optim", "lr"], 5e-4),
         ("optim.betas=[0.9, 0.99]", ["optim", "betas"], [0.9, 0.99]),
         ("data.augment=false", ["data", "augment"], False),
+        ("runtime.channels_last=true", ["runtime", "channels_last"], True),
         ("output.dir=runs/x", ["output", "dir"], "runs/x"),
         ('name="with spaces"', ["name"], "with spaces"),
         ("degradation.params={sigma = 25}", ["degradation", "params"], {"sigma": 25}),

@@ -26,7 +26,7 @@ from restorecli.images import list_images, read_array, split_alpha
 from restorecli.train import degradations
 from restorecli.train.degradations import DegradationParams, NoiseParams
 from restorecli.train.degradations.files import to_float, to_pixels
-from restorecli.train.recipe import DegradationSection, Recipe, ValidationSection
+from restorecli.train.recipe import DegradationSection, Recipe, ValidationSection, to_plain
 
 SampleKey = tuple[int, int, int]
 """``(image index, global sample number, patch size)`` handed from the sampler to the dataset."""
@@ -300,15 +300,7 @@ def describe_data(recipe: Recipe, dataset: CleanDataset | PairedDataset) -> dict
                 **asdict(degradations_params(degradation)),
                 "format": validation.input_format,
             }
-    return _jsonable(summary)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+    return to_plain(summary)
 
 
 def build_loader(dataset: CleanDataset | PairedDataset, recipe: Recipe, start: int) -> DataLoader:

@@ -268,14 +268,15 @@ def recipe_from_dict(raw: Mapping[str, Any], source: str = "recipe") -> Recipe:
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """Plain JSON-able data (lists, dicts, numbers, strings, None) that round-trips through the parser."""
-    return _plain(dataclasses.asdict(recipe))
+    return to_plain(dataclasses.asdict(recipe))
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """Nested mappings and sequences as dicts and lists, as JSON and TOML hold them."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     return value
 
 

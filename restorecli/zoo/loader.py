@@ -143,9 +143,15 @@ def build_and_load(
     return module.eval(), kwargs
 
 
-def _describe(
-    module: torch.nn.Module, name: str, arch: str, kwargs: dict[str, Any], task: str | None, extra: dict[str, Any]
+def describe(
+    module: torch.nn.Module,
+    name: str,
+    arch: str,
+    kwargs: dict[str, Any],
+    task: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> ModelDescriptor:
+    """Wrap a built module in the descriptor the engine reads (constraints from its ArchSpec)."""
     spec = architectures.get_arch(arch)
     in_channels, out_channels = spec.channels(kwargs)
     multiple, mode = spec.padding(kwargs)
@@ -162,7 +168,7 @@ def _describe(
         local=spec.is_local(kwargs),
         device=torch.device("cpu"),
         channels_last=spec.channels_last,
-        extra=extra,
+        extra=extra or {},
     )
 
 
@@ -214,4 +220,4 @@ def _load_checkpoint(
     use_tlc = entry.tlc if (tlc is None and entry is not None) else bool(tlc)
     arch = architectures.local_variant(arch) if use_tlc else arch
     module, kwargs = build_and_load(arch, config, state, str(path))
-    return _describe(module, name, arch, kwargs, task, extra)
+    return describe(module, name, arch, kwargs, task, extra)
