@@ -54,6 +54,26 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def format_table(headers: list[str] | None, rows: list[list[object]], right_from: int | None = None) -> str:
+    """Align ``rows`` in columns (two spaces apart); a rule under ``headers`` when given.
+
+    Columns from index ``right_from`` on are right-aligned (numbers); the others left-aligned.
+    """
+    cells = [[str(cell) for cell in row] for row in ([headers] if headers else []) + rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if right_from is not None and i >= right_from else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+
+    lines = [line(row) for row in cells]
+    if headers:
+        lines.insert(1, line(["-" * width for width in widths]))
+    return "\n".join(lines)
+
+
 class _EchoHandler(logging.Handler):
     """Writes library log records (device fallback, skipped files) as one line to the current stderr."""
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from restorecli.cli.common import EXIT_FAILURE, JsonOption, WorkersOption, reports_errors
+from restorecli.cli.common import EXIT_FAILURE, JsonOption, WorkersOption, format_table, reports_errors
 
 DirsOption = Annotated[
     str | None,
@@ -29,13 +29,6 @@ PatternOption = Annotated[
 
 def _folders(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
-
-
-def _table(rows: list[tuple[object, ...]]) -> str:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
 
 
 @reports_errors
@@ -106,12 +99,11 @@ def split(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    rows: list[tuple[object, ...]] = [("split", "ids", "kept", "new")]
-    rows += [
-        (split, len(ids), result.kept[split], len(ids) - result.kept[split]) for split, ids in result.lists.items()
+    rows: list[list[object]] = [
+        [split, len(ids), result.kept[split], len(ids) - result.kept[split]] for split, ids in result.lists.items()
     ]
-    rows.append(("total", sum(len(ids) for ids in result.lists.values()), "", ""))
-    typer.echo(_table(rows))
+    rows.append(["total", sum(len(ids) for ids in result.lists.values()), "", ""])
+    typer.echo(format_table(["split", "ids", "kept", "new"], rows, right_from=1))
     written = ", ".join(path.name for path in result.written) or "none (lists unchanged)"
     typer.echo(f"lists: {result.directory} (written: {written})")
     if placed is not None:
@@ -208,14 +200,15 @@ def crop_patches(
     else:
         small_note = {"skip": "skipped", "pad": f"mirror-padded to {size}", "whole": "kept whole"}[small]
         typer.echo(
-            _table(
+            format_table(
+                None,
                 [
-                    ("images", report.images, ""),
-                    ("cropped", report.cropped, ""),
-                    ("small", report.small, f"(a side below {size} px: {small_note})"),
-                    ("failed", len(report.failures), ""),
-                    ("patches", report.patches, f"(written {report.written}, existing {report.existing})"),
-                ]
+                    ["images", report.images, ""],
+                    ["cropped", report.cropped, ""],
+                    ["small", report.small, f"(a side below {size} px: {small_note})"],
+                    ["failed", len(report.failures), ""],
+                    ["patches", report.patches, f"(written {report.written}, existing {report.existing})"],
+                ],
             )
         )
         typer.echo(f"manifest: {report.manifest}")

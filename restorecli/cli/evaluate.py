@@ -17,6 +17,7 @@ from restorecli.cli.common import (
     TileOption,
     TileOverlapOption,
     WorkersOption,
+    format_table,
     reports_errors,
 )
 
@@ -42,30 +43,17 @@ def _header(name: str) -> str:
     return "fa(x1e-6)" if name == "fa" else name
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            cell.rjust(width) if i else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)
-
-
 def _print_table(report: EvalReport, per_image: bool) -> None:
     from restorecli.metrics.evaluate import describe
 
     metrics = list(report.settings.metrics or ())
     typer.echo(f"restore eval: {report.count} pairs | {describe(report.convention)}")
-    rows = [["image", *(_header(name) for name in metrics)]]
+    rows: list[list[object]] = []
     if per_image:
         rows.extend([s.pair.name, *(_cell(name, s.values[name]) for name in metrics)] for s in report.scores)
     total = "overall" if report.settings.mask_metrics else "mean"
     rows.append([total, *(_cell(name, report.summary[name]) for name in metrics)])
-    typer.echo(_table(rows))
+    typer.echo(format_table(["image", *(_header(name) for name in metrics)], rows, right_from=1))
     counts = {key: int(value) for key, value in report.summary.items() if key in _COUNTS}
     if counts.get("psnr_inf"):
         typer.echo(f"{counts['psnr_inf']} identical pairs (PSNR = inf) are left out of the PSNR mean")

@@ -7,15 +7,7 @@ from typing import Annotated
 
 import typer
 
-from restorecli.cli.common import JsonOption, reports_errors
-
-
-def _format_table(rows: list[dict[str, str]], columns: list[str]) -> str:
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines.append("  ".join("-" * widths[c] for c in columns))
-    lines.extend("  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows)
-    return "\n".join(lines)
+from restorecli.cli.common import JsonOption, format_table, reports_errors
 
 
 @reports_errors
@@ -50,7 +42,8 @@ def models(
     if not rows:
         typer.echo("No entries.")
         return
-    typer.echo(_format_table(rows, ["name", "task", "arch", "config", "default", "local", "paper score"]))
+    columns = ["name", "task", "arch", "config", "default", "local", "paper score"]
+    typer.echo(format_table(columns, [[row[c] for c in columns] for row in rows]))
     typer.echo(f"\nWeights are looked up in: {', '.join(str(d) for d in download.search_dirs())}")
 
 

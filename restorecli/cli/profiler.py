@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from restorecli.cli.common import DeviceOption, JsonOption, PrecisionOption, reports_errors
+from restorecli.cli.common import DeviceOption, JsonOption, PrecisionOption, format_table, reports_errors
 
 if TYPE_CHECKING:
     from restorecli.profiling import ProfileReport, SizeResult
@@ -128,7 +128,7 @@ def _breakdown_table(report: ProfileReport, top: int) -> str:
         [row.name, f"{row.params:,}", f"{100 * row.params_share:.1f}", _si(row.macs), f"{100 * row.macs_share:.1f}"]
         for row in shown
     ]
-    table = _table(["module", "params", "% params", "MACs", "% MACs"], rows, right_from=1)
+    table = format_table(["module", "params", "% params", "MACs", "% MACs"], rows, right_from=1)
     hidden = report.breakdown[len(shown) :]
     if hidden:
         share = sum(row.macs_share for row in hidden)
@@ -155,19 +155,7 @@ def _sizes_table(sizes: list[SizeResult]) -> str:
             ]
         )
     headers = ["size", "input", "tiles", "MACs", "median ms", "p90 ms", "images/s", "MP/s", "peak memory", ""]
-    return _table(headers, rows, right_from=2)
-
-
-def _table(headers: list[str], rows: list[list[str]], right_from: int) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if index >= right_from else cell.ljust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * width for width in widths]), *map(line, rows)])
+    return format_table(headers, rows, right_from=2)
 
 
 def _si(count: float) -> str:
