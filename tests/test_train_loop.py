@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from restorecli.cli.app import app
-from restorecli.errors import ConfigError
+from restorecli.errors import CheckpointError, ConfigError
 from restorecli.images import write_array
 from restorecli.train import checkpoint as ckpt
 from restorecli.train.loop import train
@@ -239,3 +239,25 @@ threads = 1
     assert again.exit_code == 1 and "--resume" in again.stderr
     empty = runner.invoke(app, ["train", "--export", str(data / "nowhere")])
     assert empty.exit_code == 1 and "checkpoints" in empty.stderr
+
+
+def test_fine_tuning_starts_from_the_given_weights(data: Path, tmp_path: Path) -> None:
+    start = build_model("nafnet", "tiny")
+    with torch.no_grad():
+        for parameter in start.parameters():
+            parameter.add_(0.5)
+    weights = tmp_path / "start.pth"
+    torch.save({"params": start.state_dict()}, weights)
+    recipe = make_recipe(data, "tuned", model={"arch": "nafnet", "config": "tiny", "weights": str(weights)})
+    trainer = Trainer(recipe, torch.device("cpu"))
+    for key, value in start.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[key], value)
+        assert torch.equal(trainer.ema.state[key], value.float())
+
+
+def test_fine_tuning_weights_of_another_architecture_are_refused(data: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "restormer.pth"
+    torch.save(build_model("restormer", "tiny").state_dict(), weights)
+    recipe = make_recipe(data, "bad", model={"arch": "nafnet", "config": "tiny", "weights": str(weights)})
+    with pytest.raises(CheckpointError, match="Expected the weights to fit nafnet"):
+        Trainer(recipe, torch.device("cpu"))

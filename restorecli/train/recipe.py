@@ -34,10 +34,15 @@ InputFormat = Literal["png", "npy"]
 
 @dataclass(frozen=True)
 class ModelSection:
-    """Which network to train: a zoo architecture and a named config or explicit kwargs."""
+    """Which network to train: a zoo architecture and a named config or explicit kwargs.
+
+    ``weights`` (a ``.pth``/``.pt``/``.safetensors`` file, e.g. an exported default or an official
+    checkpoint) initialises the network for fine-tuning; it must fit the architecture exactly.
+    """
 
     arch: str
     config: str | dict[str, Any] | None = None
+    weights: str | None = None
 
 
 @dataclass(frozen=True)

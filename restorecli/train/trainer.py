@@ -21,6 +21,7 @@ from restorecli.train.optim import EMA, build_optimizer
 from restorecli.train.recipe import Recipe, ValidationSection, recipe_to_dict
 from restorecli.train.validate import ValidationScores, validate
 from restorecli.zoo.architectures import build_model, get_arch, resolve_config
+from restorecli.zoo.loader import build_and_load, read_state_dict
 
 
 class Trainer:
@@ -38,7 +39,7 @@ class Trainer:
         if channels_last is None:
             channels_last = self.arch.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = build_model(self.arch, self.config).to(device, memory_format=self.memory_format).train()
+        self.model = self._initial_model(recipe).to(device, memory_format=self.memory_format).train()
         self.ema = EMA(self.model, recipe.optim.ema)
         # A copy, not a second build_model: building would draw from the global RNG mid-run.
         self.eval_model = copy.deepcopy(self.model)
@@ -51,6 +52,14 @@ class Trainer:
         self.iteration = 0
         self.wall_time_s = 0.0
         self.val: ValidationScores | None = None
+
+    def _initial_model(self, recipe: Recipe) -> nn.Module:
+        """A fresh network, or one loaded from ``model.weights`` (strict, with a key-level error)."""
+        if recipe.model.weights is None:
+            return build_model(self.arch, self.config)
+        state = read_state_dict(Path(recipe.model.weights))
+        module, _ = build_and_load(self.arch.name, self.config, state, recipe.model.weights)
+        return module
 
     def step(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:
         """One optimisation step on a batch; returns the loss."""
