@@ -222,7 +222,9 @@ def resident_bytes() -> tuple[int, int]:
         status = _STATUS.read_text(encoding="ascii")
     except OSError:
         if resource is None:
-            raise DeviceError("Expected /proc or resource.getrusage to measure memory, but this platform lacks both")
+            raise DeviceError(
+                "Expected /proc or resource.getrusage to measure memory, but this platform lacks both"
+            ) from None
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak = int(peak) if sys.platform == "darwin" else int(peak) * 1024
         return peak, peak
