@@ -29,6 +29,16 @@ LOSSLESS_16BIT_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
 _EXIF_ORIENTATION_TAG = 0x0112
 
 
+def _umask_file_mode() -> int:
+    """0o666 minus the process umask: the mode ``open()`` would have given a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_DEFAULT_FILE_MODE = _umask_file_mode()
+
+
 def is_image_file(path: Path) -> bool:
     """True for a file whose suffix is one of :data:`IMAGE_SUFFIXES` (case-insensitive)."""
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
@@ -85,7 +95,10 @@ def read_array(path: Path) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except (cv2.error, MemoryError) as exc:
+        raise ImageReadError(f"Expected an image OpenCV can decode, but decoding failed: {exc} ({path})") from exc
     if array is None:
         raise ImageReadError(f"Expected a decodable image, but the file is empty or corrupt ({path})")
     if array.dtype not in (np.uint8, np.uint16):
@@ -118,6 +131,7 @@ def atomic_path(destination: Path) -> Iterator[Path]:
     temp_path = Path(temp_name)
     try:
         yield temp_path
+        os.chmod(temp_path, _DEFAULT_FILE_MODE)  # mkstemp makes 0600; give the usual umask-based mode
         os.replace(temp_path, destination)
     finally:
         temp_path.unlink(missing_ok=True)
@@ -141,7 +155,10 @@ def encode_array(array: np.ndarray, suffix: str, png_compression: int = 3) -> by
         params = [cv2.IMWRITE_JPEG_QUALITY, 95]
     elif suffix == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, 101]  # >100 selects lossless WebP
-    ok, buffer = cv2.imencode(suffix, np.ascontiguousarray(array), params)
+    try:
+        ok, buffer = cv2.imencode(suffix, np.ascontiguousarray(array), params)
+    except (cv2.error, MemoryError) as exc:
+        raise ImageWriteError(f"Expected pixels OpenCV can encode as {suffix}, but encoding failed: {exc}") from exc
     if not ok:
         raise ImageWriteError(f"Expected pixels OpenCV can encode as {suffix}, but encoding failed")
     return buffer.tobytes()

@@ -111,7 +111,9 @@ def test_mis_sized_pair_is_a_clear_error(tmp_path: Path) -> None:
     write_array(tmp_path / "g" / "x.png", np.zeros((17, 16, 3), np.uint8))
     result = runner.invoke(app, ["eval", str(tmp_path / "p"), "--gt", str(tmp_path / "g"), "--workers", "1"])
     assert result.exit_code == 1
-    assert "Error: Expected the same size and channels, but got (16, 16, 3) and (17, 16, 3)" in result.stderr
+    assert "Skipped" in result.stderr and "x.png" in result.stderr
+    assert "Expected the same size and channels, but got (16, 16, 3) and (17, 16, 3)" in result.stderr
+    assert "Error: Expected at least one scorable pair, but all 1 failed" in result.stderr
 
 
 def test_masks_with_gt_pattern(tmp_path: Path) -> None:
@@ -221,3 +223,29 @@ def test_every_option_has_help() -> None:
     result = runner.invoke(app, ["eval", "--help"])
     assert result.exit_code == 0
     assert "--gt-pattern" in result.stdout and "--round-y" in result.stdout
+
+
+def test_a_broken_pair_is_reported_and_the_rest_scored(tmp_path: Path) -> None:
+    from restorecli.images import write_array
+
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    rng = np.random.default_rng(3)
+    for name in ("a", "b"):
+        image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        write_array(gt / f"{name}.png", image)
+        write_array(pred / f"{name}.png", image // 2)
+    write_array(gt / "c.png", np.zeros((16, 16, 3), np.uint8))
+    (pred / "c.png").write_bytes(b"broken")
+    result = runner.invoke(app, ["eval", str(pred), "--gt", str(gt), "--json"])
+    assert result.exit_code == 1
+    payload = json.loads(result.stdout)
+    assert payload["count"] == 2 and [Path(f["pred"]).name for f in payload["failed"]] == ["c.png"]
+    assert "c.png" in result.stderr and "1 of 3 pairs could not be scored" in result.stderr
+
+
+def test_save_folder_may_not_be_the_ground_truth(tmp_path: Path) -> None:
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "in").mkdir()
+    args = ["eval", "--model", "x.pth", "--input", str(tmp_path / "in"), "--gt", str(tmp_path / "gt")]
+    result = runner.invoke(app, [*args, "--save", str(tmp_path / "gt")])
+    assert result.exit_code == 1 and "would overwrite" in result.output

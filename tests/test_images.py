@@ -82,6 +82,14 @@ def test_write_replaces_atomically(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
 
 
+def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+    path = tmp_path / "x.png"
+    write_array(path, np.zeros((2, 2), np.uint8))
+    probe = tmp_path / "probe"
+    probe.touch()
+    assert path.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777
+
+
 def test_list_images_is_natural_order_and_filters_suffixes(tmp_path: Path) -> None:
     for name in ["img10.png", "img2.JPG", "img1.webp", "notes.txt"]:
         (tmp_path / name).write_bytes(b"")

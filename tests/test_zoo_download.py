@@ -27,6 +27,7 @@ class _Server:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {"/weights.bin": PAYLOAD, "/page.html": b"<html>consent</html>"}
         self.ranges: list[str | None] = []
+        self.cut_short = 0  # bytes the server promises but does not send
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,7 +47,7 @@ class _Server:
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
-                self.wfile.write(body[start:])
+                self.wfile.write(body[start : len(body) - server.cut_short])
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -79,6 +80,18 @@ def test_download_resumes_a_partial_file(server: _Server, tmp_path: Path) -> Non
     target.with_name("w.bin.part").write_bytes(PAYLOAD[:1000])
     download.download(f"{server.url}/weights.bin", target, progress=False)
     assert server.ranges == ["bytes=1000-"]
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_a_stream_cut_short_is_kept_as_partial_and_resumed(server: _Server, tmp_path: Path) -> None:
+    target = tmp_path / "w.bin"
+    server.cut_short = 100
+    with pytest.raises(DownloadError, match=f"got {len(PAYLOAD) - 100} of {len(PAYLOAD)} bytes"):
+        download.download(f"{server.url}/weights.bin", target, progress=False)
+    assert not target.exists()
+    server.cut_short = 0
+    download.download(f"{server.url}/weights.bin", target, progress=False)
+    assert server.ranges[-1] == f"bytes={len(PAYLOAD) - 100}-"
     assert target.read_bytes() == PAYLOAD
 
 

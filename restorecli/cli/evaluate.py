@@ -17,6 +17,7 @@ from restorecli.cli.common import (
     TileOption,
     TileOverlapOption,
     WorkersOption,
+    fail,
     format_table,
     reports_errors,
 )
@@ -127,7 +128,13 @@ def evaluate(
     tile_overlap: TileOverlapOption = 32,
 ) -> None:
     """Score predictions against ground truth: PSNR/SSIM as BasicSR, or mIoU/nIoU/PD/FA for masks."""
-    from restorecli.metrics.evaluate import EvalSettings, evaluate_paths, parse_metrics, restoring_transform
+    from restorecli.metrics.evaluate import (
+        EvalSettings,
+        check_save_dir,
+        evaluate_paths,
+        parse_metrics,
+        restoring_transform,
+    )
     from restorecli.metrics.pairing import describe_unmatched
 
     if (model is None) != (input_path is None):
@@ -137,6 +144,8 @@ def evaluate(
         raise typer.BadParameter("Give either PRED or --model with --input.")
     if save is not None and model is None:
         raise typer.BadParameter("--save needs --model.")
+    if save is not None:
+        check_save_dir(save, source, gt)
     settings = EvalSettings(
         metrics=parse_metrics(metrics) if metrics else None,
         crop_border=crop_border,
@@ -173,6 +182,8 @@ def evaluate(
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
         _print_table(report, per_image)
+    if report.failures:
+        raise fail(f"{len(report.failures)} of {len(report.failures) + report.count} pairs could not be scored")
 
 
 def register(app: typer.Typer) -> None:

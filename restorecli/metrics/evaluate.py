@@ -10,6 +10,7 @@ from counts summed over the set (DNANet), nIoU is the mean of per-image IoU (ACM
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import multiprocessing
 import os
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Literal, TextIO, get_args
 import numpy as np
 from tqdm import tqdm
 
-from restorecli.errors import ConfigError, MetricError
+from restorecli.errors import ConfigError, MetricError, RestoreError
 from restorecli.images import atomic_path, dtype_max, read_array, split_alpha, write_array
 from restorecli.metrics.pairing import Pair, match_pairs
 from restorecli.metrics.psnr_ssim import psnr, ssim
@@ -36,6 +37,8 @@ from restorecli.metrics.segmentation import (
     looks_like_mask,
     mask_stats,
 )
+
+logger = logging.getLogger("restorecli.metrics")
 
 if TYPE_CHECKING:
     from restorecli.zoo.descriptor import ModelDescriptor
@@ -218,6 +221,21 @@ def score_pair(pair: Pair, settings: EvalSettings, transform: Transform | None =
     return PairScore(pair, values, data_range, stats)
 
 
+@dataclass(frozen=True)
+class PairFailure:
+    """A pair that could not be read or scored; the run goes on without it."""
+
+    pair: Pair
+    reason: str
+
+
+def _score_or_failure(pair: Pair, settings: EvalSettings, transform: Transform | None) -> PairScore | PairFailure:
+    try:
+        return score_pair(pair, settings, transform)
+    except RestoreError as exc:
+        return PairFailure(pair, str(exc))
+
+
 @dataclass
 class _Totals:
     """Running aggregates: O(1) memory in the number of images."""
@@ -280,6 +298,7 @@ class EvalReport:
     scores: tuple[PairScore, ...] = ()
     missing_gt: tuple[Path, ...] = ()
     missing_pred: tuple[Path, ...] = ()
+    failures: tuple[PairFailure, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         """Strict-JSON data (inf as the string ``"inf"``, NaN as None); per-image rows if they were kept."""
@@ -294,6 +313,7 @@ class EvalReport:
             "predictions_without_gt": [str(path) for path in self.missing_gt],
             "gt_without_prediction": [str(path) for path in self.missing_pred],
         }
+        result["failed"] = [{"pred": str(f.pair.pred), "reason": f.reason} for f in self.failures]
         if self.scores:
             result["images"] = [_image_row(score) for score in self.scores]
         return result
@@ -343,9 +363,9 @@ _POOL_CONTEXT = "spawn"
 
 def _scores(
     pairs: Sequence[Pair], settings: EvalSettings, workers: int, transform: Transform | None
-) -> Iterator[PairScore]:
-    """Scores in pair order, from this process or from a pool."""
-    score = partial(score_pair, settings=settings, transform=transform)
+) -> Iterator[PairScore | PairFailure]:
+    """Scores (or failures) in pair order, from this process or from a pool."""
+    score = partial(_score_or_failure, settings=settings, transform=transform)
     if workers <= 1 or transform is not None:
         yield from map(score, pairs)
         return
@@ -390,15 +410,22 @@ def evaluate_pairs(
         settings = replace(settings, metrics=chosen)
     totals = _Totals(settings)
     kept: list[PairScore] = []
+    failures: list[PairFailure] = []
     jobs = resolve_workers(workers, len(pairs))
     with tqdm(total=len(pairs), disable=not progress, unit="pair", desc="eval", leave=False) as bar:
         for score in _scores(pairs, settings, jobs, transform):
+            bar.update()
+            if isinstance(score, PairFailure):
+                logger.warning("Skipped %s: %s", score.pair.pred, score.reason)
+                failures.append(score)
+                continue
             totals.add(score)
             if on_score is not None:
                 on_score(score)
             if keep_scores:
                 kept.append(score)
-            bar.update()
+    if totals.count == 0:
+        raise MetricError(f"Expected at least one scorable pair, but all {len(failures)} failed: {failures[0].reason}")
     masks = totals.masks
     class_iou = (
         tuple(float(v) for v in masks.class_iou) if masks is not None and "miou" in settings.mask_metrics else ()
@@ -410,6 +437,7 @@ def evaluate_pairs(
         convention=settings.convention(sorted(totals.data_ranges)),
         class_iou=class_iou,
         scores=tuple(kept),
+        failures=tuple(failures),
     )
 
 
@@ -450,6 +478,16 @@ def evaluate_paths(
         with atomic_path(csv_path) as temp, temp.open("w", newline="") as handle:
             report = run(on_score=_CsvRows(handle))
     return replace(report, missing_gt=pairing.missing_gt, missing_pred=pairing.missing_pred)
+
+
+def check_save_dir(save_dir: Path, *protected: Path) -> None:
+    """Refuse a ``--save`` folder that is (or holds) the inputs or the ground truth: never overwrite them."""
+    target = Path(save_dir).resolve()
+    for path in protected:
+        folder = Path(path).resolve()
+        folder = folder if folder.is_dir() else folder.parent
+        if target == folder:
+            raise MetricError(f"Expected a --save folder other than {path}, but got {save_dir} (it would overwrite it)")
 
 
 def restoring_transform(

@@ -7,6 +7,7 @@ cache (``$RESTORECLI_HOME/weights``, else the platform cache dir), then a downlo
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import urllib.error
@@ -108,10 +109,15 @@ def download(
                     for chunk in iter(lambda: response.read(_CHUNK_BYTES), b""):
                         handle.write(chunk)
                         bar.update(len(chunk))
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:
                     raise DownloadError(
                         _offline_message(url, destination, f"connection lost ({exc}); run again to resume")
                     ) from exc
+            received = partial.stat().st_size
+            if total is not None and received != total:  # read() returns b"" on an early end of stream
+                raise DownloadError(
+                    _offline_message(url, destination, f"got {received} of {total} bytes; run again to resume")
+                )
     if sha256 is not None:
         actual = sha256_of(partial)
         if actual != sha256.lower():
