@@ -26,7 +26,7 @@ from restorecli.train.degradations import degrade_files, make_params
 from restorecli.train.losses import build_loss, charbonnier_loss, fft_l1_loss, l1_loss, psnr_loss
 from restorecli.train.optim import EMA, WarmupCosine
 from restorecli.train.recipe import DegradationSection, LossSection, ValidationSection, recipe_from_dict
-from restorecli.train.validate import pad_to_multiple, validate
+from restorecli.train.validate import validate
 
 
 def smooth_image(seed: int, height: int = 40, width: int = 48) -> np.ndarray:
@@ -251,9 +251,3 @@ def test_validate_scores_an_identity_model_as_its_input(clean_dir: Path) -> None
     assert 20 < scores.input_psnr < 30
 
 
-def test_pad_to_multiple_pads_bottom_right_only() -> None:
-    x = torch.arange(6.0).reshape(1, 1, 2, 3)
-    padded = pad_to_multiple(x, 4, "constant")
-    assert padded.shape == (1, 1, 4, 4)
-    assert torch.equal(padded[..., :2, :3], x) and float(padded[..., 2:, :].abs().sum()) == 0.0
-    assert pad_to_multiple(x, 1, "reflect") is x

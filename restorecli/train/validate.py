@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from restorecli.engine.padding import crop, pad_to_multiple
 from restorecli.metrics.psnr_ssim import psnr, ssim
 from restorecli.train.data import ValidationItem
 from restorecli.zoo.descriptor import PadMode
@@ -38,17 +38,8 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int, mode: PadMode) -> torch.Tensor:
-    """Pad ``(N, C, H, W)`` at the bottom/right up to a multiple of ``multiple`` (the family's rule)."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if not pad_h and not pad_w:
-        return x
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
 @torch.no_grad()
-def restore_array(
+def restore_float_image(
     model: nn.Module,
     image: np.ndarray,
     multiple: int,
@@ -56,12 +47,16 @@ def restore_array(
     device: torch.device,
     autocast: torch.dtype | None,
 ) -> np.ndarray:
-    """Run ``model`` on one float ``(H, W, C)`` image, padded to its multiple and cropped back."""
+    """Run ``model`` on one float ``(H, W, C)`` image, padded to its multiple and cropped back.
+
+    Unlike the engine's ``restore_array`` (integer pixels), this keeps the float input of the
+    denoising protocol (unclipped, unquantised noise); padding is the engine's.
+    """
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
     height, width = x.shape[-2:]
     with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-        y = model(pad_to_multiple(x, multiple, mode))
-    return y[0, :, :height, :width].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        y = crop(model(pad_to_multiple(x, multiple, mode)), height, width)
+    return y[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
 def validate(
@@ -80,7 +75,7 @@ def validate(
     model.eval()
     scores = []
     for item in items:
-        output = to_uint8(restore_array(model, item.degraded, multiple, mode, device, autocast))
+        output = to_uint8(restore_float_image(model, item.degraded, multiple, mode, device, autocast))
         degraded, clean = to_uint8(item.degraded), to_uint8(item.clean)
         options = {"data_range": _DATA_RANGE, "crop_border": crop_border, "y_channel": y_channel}
         scores.append(
