@@ -15,14 +15,15 @@ def models(
     task: Annotated[str | None, typer.Option("--task", help="Only entries for this task (e.g. derain).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the model zoo: architecture, task, local availability, licence and paper score."""
-    from restorecli.zoo import download, pretrained
+    """List the model zoo: architecture, task, local availability, licence and score."""
+    from restorecli.zoo import download, loader, pretrained
 
     rows = []
     for entry in pretrained.ENTRIES:
         if task is not None and entry.task != task:
             continue
         local = download.find_local(entry.filename)
+        card = loader.read_model_card(local) if local is not None else None
         rows.append(
             {
                 "name": entry.name,
@@ -33,7 +34,7 @@ def models(
                 "local": str(local) if local else "-",
                 "source": entry.url or "bundled",
                 "license": entry.license,
-                "paper score": entry.paper_score,
+                "score": loader.measured_score(card) if card else entry.paper_score,
             }
         )
     if as_json:
@@ -42,8 +43,10 @@ def models(
     if not rows:
         typer.echo("No entries.")
         return
-    columns = ["name", "task", "arch", "config", "default", "local", "paper score"]
-    typer.echo(format_table(columns, [[row[c] for c in columns] for row in rows]))
+    columns = ["name", "task", "arch", "config", "default", "local", "license", "score"]
+    table = [[row[c] if c != "local" else ("yes" if row[c] != "-" else "-") for c in columns] for row in rows]
+    typer.echo(format_table(columns, table))
+    typer.echo("score: measured (model card) for restorecli-*, else as the paper reports it.")
     typer.echo(f"\nWeights are looked up in: {', '.join(str(d) for d in download.search_dirs())}")
 
 

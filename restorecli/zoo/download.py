@@ -39,7 +39,8 @@ def cache_dir() -> Path:
 
 def search_dirs() -> list[Path]:
     """Folders searched for a weight file by name, in order (before any download)."""
-    return [PROJECT_WEIGHTS_DIR, Path.cwd() / "weights", cache_dir()]
+    folders = [PROJECT_WEIGHTS_DIR, Path.cwd() / "weights", cache_dir()]
+    return list(dict.fromkeys(folder.resolve() for folder in folders))
 
 
 def find_local(filename: str) -> Path | None:

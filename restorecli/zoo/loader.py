@@ -82,6 +82,15 @@ def read_model_card(weights_path: Path) -> dict[str, Any] | None:
     return card
 
 
+def measured_score(card: dict[str, Any]) -> str:
+    """The validation result a model card records, as one line for tables."""
+    val = card.get("val") or {}
+    if "psnr" not in val:
+        return "not validated"
+    source = Path(str(val.get("source", "validation set"))).name
+    return f"{source} {val['psnr']:.2f} dB / {val['ssim']:.3f} (input {val['input_psnr']:.2f} dB)"
+
+
 def resolve_weights(entry: pretrained.PretrainedEntry, weights: Path | None = None, *, progress: bool = True) -> Path:
     """Find an entry's weight file: explicit path, local folders, or a verified download."""
     if weights is not None:
@@ -211,6 +220,9 @@ def _load_checkpoint(
     if entry is not None:
         arch, config, task = entry.arch, entry.config, entry.task
         extra.update(entry.display_facts())
+        entry_card = read_model_card(path)
+        if entry_card is not None:
+            extra["card"] = entry_card
     elif card is not None:
         arch, config, task = card["arch"], card["config"], card.get("task")
         extra["card"] = card

@@ -24,7 +24,7 @@ COMMAND_TASKS: dict[str, tuple[Task, ...]] = {
 _RESTORMER_RELEASE = "https://github.com/swz30/Restormer/releases/download/v1.0/"
 # NAFNet is released on Google Drive only; this form skips Drive's "cannot scan for viruses" page.
 _GOOGLE_DRIVE = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
-_RESTORMER_LICENSE = "Restormer licence (ACADEMIC PUBLIC LICENSE, non-commercial research)"
+_RESTORMER_LICENSE = "Academic Public License (non-commercial)"
 _NAFNET_LICENSE = "MIT"
 _RESTORMER_ORIGIN = "Zamir et al., Restormer, CVPR 2022 (github.com/swz30/Restormer)"
 _NAFNET_ORIGIN = "Chen et al., Simple Baselines for Image Restoration, ECCV 2022 (github.com/megvii-research/NAFNet)"
@@ -104,7 +104,7 @@ def _bundled(task: str, config: str) -> PretrainedEntry:
         task=task,
         filename=f"restorecli-{task}.safetensors",
         url=None,
-        license="MIT (weights trained on CBSD432: research and non-commercial use)",
+        license="MIT; trained on BSDS (non-commercial)",
         origin=_BUNDLED_ORIGIN.format(task=task),
         paper_score="see the model card beside the weights",
         default_for=task,
