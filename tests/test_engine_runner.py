@@ -175,6 +175,19 @@ def test_automatic_tiles_fit_the_free_memory(monkeypatch: pytest.MonkeyPatch) ->
     torch.testing.assert_close(result, official(descriptor, x), rtol=0, atol=1e-5)
 
 
+def test_automatic_tiling_of_a_global_model_is_announced(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    descriptor = describe(conv_net())
+    per_pixel = estimate_bytes_per_pixel(descriptor)
+    monkeypatch.setattr(runner, "available_memory", lambda device: int(per_pixel * 64 * 64))
+    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), tile_overlap=16)
+    assert not caplog.records  # local: tiling is exact, nothing to say
+    descriptor.local = False
+    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), tile_overlap=16)
+    assert "global operators then see each tile" in caplog.text
+
+
 def test_bytes_per_pixel_estimate_scales_with_the_widest_layer() -> None:
     narrow = describe(Residual(nn.Conv2d(3, 3, 3, padding=1)))
     wide = describe(Residual(nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 3, 3, padding=1))))

@@ -154,3 +154,9 @@ def test_explicit_weights_path_wins(tmp_path: Path) -> None:
     descriptor = loader.load_descriptor(entry.name, weights=path)
     assert descriptor.task == "denoise"
     assert descriptor.extra["weights"] == str(path)
+
+
+def test_measured_score_reads_the_card_validation() -> None:
+    card = {"val": {"psnr": 31.234, "ssim": 0.9123, "input_psnr": 20.1, "source": "../data/Kodak24"}}
+    assert loader.measured_score(card) == "Kodak24 31.23 dB / 0.912 (input 20.10 dB)"
+    assert loader.measured_score({"val": None}) == "not validated"

@@ -172,6 +172,12 @@ def _choose_tiling(
         if height * width * per_pixel > budget:
             fitting = int(math.sqrt(budget / per_pixel)) // multiple * multiple
             tile = max(fitting, minimum_tile(overlap, multiple))
+            if not descriptor.local:  # a local model's tiled output equals its untiled one; say so otherwise
+                logger.warning(
+                    "%dx%d does not fit in %s memory: tiling at %d px; %s's global operators then see each "
+                    "tile rather than the whole image",
+                    height, width, descriptor.device, tile, descriptor.name,
+                )
     if tile_batch is None:
         tiles = padded_shape[0] * len(plan_tiles(height, width, tile, overlap, multiple))
         tile_pixels = min(tile, height) * min(tile, width)
