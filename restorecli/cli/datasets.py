@@ -75,28 +75,7 @@ def split(
     )
     placed = materialize_split(result.index, result.lists, materialize) if materialize else None
     if json_output:
-        payload = {
-            "dataset": str(dataset),
-            "folders": list(result.index.folders),
-            "directory": str(result.directory),
-            "name": result.name,
-            "seed": seed,
-            "ratios": ratios.as_dict(),
-            "counts": {split: len(ids) for split, ids in result.lists.items()},
-            "kept": result.kept,
-            "missing": {item_id: list(lacking) for item_id, lacking in result.missing.items()},
-            "dropped": result.dropped,
-            "unmatched": [str(path) for path in result.index.unmatched],
-            "written": [str(path) for path in result.written],
-            "materialized": None
-            if placed is None
-            else {
-                "destination": str(placed.destination),
-                "linked": placed.linked,
-                "copied": placed.copied,
-                "present": placed.present,
-            },
-        }
+        payload = result.to_dict(dataset, placed)
         typer.echo(json.dumps(payload, indent=2))
         return
     rows: list[list[object]] = [
@@ -182,20 +161,7 @@ def crop_patches(
         progress=True,
     )
     if json_output:
-        payload = {
-            "input": str(input_dir),
-            "output": str(output_dir),
-            "folders": list(report.folders),
-            "images": report.images,
-            "cropped": report.cropped,
-            "small": report.small,
-            "failed": len(report.failures),
-            "patches": report.patches,
-            "written": report.written,
-            "existing": report.existing,
-            "manifest": str(report.manifest),
-            "failures": report.failures,
-        }
+        payload = report.to_dict(input_dir, output_dir)
         typer.echo(json.dumps(payload, indent=2))
     else:
         small_note = {"skip": "skipped", "pad": f"mirror-padded to {size}", "whole": "kept whole"}[small]

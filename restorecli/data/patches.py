@@ -211,6 +211,23 @@ class CropReport:
     manifest: Path
     folders: tuple[str, ...]
 
+    def to_dict(self, input_dir: Path, output_dir: Path) -> dict[str, object]:
+        """Plain JSON data for ``restore crop-patches --json``."""
+        return {
+            "input": str(input_dir),
+            "output": str(output_dir),
+            "folders": list(self.folders),
+            "images": self.images,
+            "cropped": self.cropped,
+            "small": self.small,
+            "failed": len(self.failures),
+            "patches": self.patches,
+            "written": self.written,
+            "existing": self.existing,
+            "manifest": str(self.manifest),
+            "failures": self.failures,
+        }
+
 
 def _check_output(index: DatasetIndex, output: Path, reuse: bool) -> None:
     """Refuse to write into a source folder, or into a non-empty folder unless resuming/overwriting."""

@@ -139,6 +139,24 @@ class SplitResult:
     dropped: list[str] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
 
+    def to_dict(self, dataset: Path, materialized: MaterializeResult | None = None) -> dict[str, object]:
+        """Plain JSON data for ``restore split --json``."""
+        return {
+            "dataset": str(dataset),
+            "folders": list(self.index.folders),
+            "directory": str(self.directory),
+            "name": self.name,
+            "seed": self.seed,
+            "ratios": self.ratios.as_dict(),
+            "counts": {split: len(ids) for split, ids in self.lists.items()},
+            "kept": self.kept,
+            "missing": {item_id: list(lacking) for item_id, lacking in self.missing.items()},
+            "dropped": self.dropped,
+            "unmatched": [str(path) for path in self.index.unmatched],
+            "written": [str(path) for path in self.written],
+            "materialized": None if materialized is None else materialized.to_dict(),
+        }
+
 
 def _check_complete(index: DatasetIndex, existing: Mapping[SplitName, Sequence[str]], allow_missing: bool) -> list[str]:
     """Fail on incomplete ids unless allowed; return listed ids that will be dropped."""
@@ -231,6 +249,11 @@ class MaterializeResult:
     linked: int = 0
     copied: int = 0
     present: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON data."""
+        return {"destination": str(self.destination), "linked": self.linked, "copied": self.copied,
+                "present": self.present}
 
 
 def _place(source: Path, target: Path, result: MaterializeResult) -> None:
