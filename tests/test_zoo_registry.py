@@ -59,3 +59,11 @@ def test_entries_matching_finds_entries_sharing_a_config() -> None:
     names = {e.name for e in pretrained.entries_matching("restormer", kwargs)}
     assert {"restormer-denoise-color-blind", "restormer-denoise-color-sigma50"} <= names
     assert "restormer-derain" not in names
+
+
+def test_model_for_command_defaults_and_warns_on_a_task_mismatch(caplog: pytest.LogCaptureFixture) -> None:
+    assert pretrained.model_for_command("derain", None) == "restorecli-derain"
+    assert not caplog.records
+    assert pretrained.model_for_command("derain", "nafnet-gopro-width64") == "nafnet-gopro-width64"
+    assert "nafnet-gopro-width64 is a deblur model, run by `restore derain`" in caplog.text
+    assert pretrained.model_for_command("deblur", "my.pth") == "my.pth"

@@ -56,11 +56,7 @@ def _make_command(command: str) -> Callable[..., None]:
         from restorecli.images import list_images
         from restorecli.zoo import pretrained
 
-        name = model or pretrained.default_for(command).name
-        if pretrained.has_entry(name):
-            entry = pretrained.get_entry(name)
-            if entry.task not in pretrained.COMMAND_TASKS[command]:
-                typer.echo(f"Warning: {name} is a {entry.task} model, run by `restore {command}`", err=True)
+        name = pretrained.model_for_command(command, model)
         inputs = list_images(input_path)
         descriptor = api.load_model(name, device, weights=weights, tlc=tlc, progress=not quiet)
         report = restore_files(

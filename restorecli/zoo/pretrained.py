@@ -7,12 +7,15 @@ from, and what its paper reports, so ``restore models`` and the loader read one 
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from restorecli.errors import UnknownModelError
 from restorecli.zoo import architectures
+
+logger = logging.getLogger("restorecli.zoo")
 
 Task = str  # "derain", "deblur", "defocus-deblur", "denoise", "denoise-gray", "real-denoise"
 COMMAND_TASKS: dict[str, tuple[Task, ...]] = {
@@ -187,6 +190,14 @@ def default_for(command: str) -> PretrainedEntry:
         if entry.default_for == command:
             return entry
     raise UnknownModelError(f"Expected a default model for {command!r}, but none is registered")
+
+
+def model_for_command(command: str, model: str | None) -> str:
+    """The model a task command runs: ``model`` or the command's default; warns on a task mismatch."""
+    name = model or default_for(command).name
+    if has_entry(name) and get_entry(name).task not in COMMAND_TASKS[command]:
+        logger.warning("%s is a %s model, run by `restore %s`", name, get_entry(name).task, command)
+    return name
 
 
 def entries_matching(arch: str, kwargs: Mapping[str, Any]) -> list[PretrainedEntry]:
