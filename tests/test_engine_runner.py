@@ -186,6 +186,21 @@ def test_automatic_tiling_of_a_global_model_is_announced(
     descriptor.local = False
     restore_tensor(descriptor, torch.rand(1, 3, 150, 170), tile_overlap=16)
     assert "global operators then see each tile" in caplog.text
+    caplog.clear()
+    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), tile_overlap=16)
+    assert not caplog.records  # once per model, not once per image of a batch
+
+
+def test_cpu_tiles_fit_the_cpu_work_budget_even_with_free_memory_to_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = Recorder(conv_net())
+    descriptor = describe(model)
+    per_pixel = estimate_bytes_per_pixel(descriptor)
+    monkeypatch.setattr(runner, "available_memory", lambda device: 1 << 40)
+    monkeypatch.setattr(runner, "CPU_WORK_BUDGET", int(per_pixel * 64 * 64))
+    x = torch.rand(1, 3, 150, 170)
+    result = restore_tensor(descriptor, x, tile_overlap=16)
+    assert max(batch * height * width for batch, _, height, width in model.shapes) <= 64 * 64
+    torch.testing.assert_close(result, official(descriptor, x), rtol=0, atol=1e-5)
 
 
 def test_bytes_per_pixel_estimate_scales_with_the_widest_layer() -> None:

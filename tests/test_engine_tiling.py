@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restorecli.engine.padding import crop, pad_to_multiple
-from restorecli.engine.tiling import Tile, axis_starts, merge_tiles, minimum_tile, plan_tiles, tile_weights
+from restorecli.engine.tiling import Tile, axis_tiles, merge_tiles, minimum_tile, plan_tiles, tile_weights
 from restorecli.errors import ConfigError
 
 
@@ -60,11 +60,32 @@ def test_small_hand_checked_reflection() -> None:
     assert pad_to_multiple(row, 4, "constant")[0, 0].tolist() == [[10, 20, 30, 0]] + [[0, 0, 0, 0]] * 3
 
 
-def test_axis_starts_hand_checked() -> None:
-    # 96 long, 48 tiles, overlap 16, multiple 8: stride 32 -> 0, 32, then the last tile ends at 96.
-    assert axis_starts(96, 48, 16, 8) == [0, 32, 48]
-    assert axis_starts(40, 48, 16, 8) == [0]
-    assert axis_starts(96, 48, 12, 16) == [0, 32, 48]  # stride rounded down to the multiple
+def test_axis_tiles_hand_checked() -> None:
+    # 96 long, 48 tiles, overlap 16, multiple 8: stride 32 -> 3 tiles; 3 evenly spread tiles need
+    # ceil(80 / 3) + 16 = 43 -> 48 pixels: the full tile, at 0, 32, then the last ending at 96.
+    assert axis_tiles(96, 48, 16, 8) == (48, [0, 32, 48])
+    assert axis_tiles(40, 48, 16, 8) == (40, [0])
+    assert axis_tiles(96, 48, 12, 16) == (48, [0, 32, 48])  # stride rounded down to the multiple
+    # 1024 in tiles of 256 sharing 32 (multiple 8): 5 tiles; ceil(992 / 5) + 32 = 231 -> 232 pixels,
+    # starts 792 * i / 4 rounded down to 8: gaps 192, 200, 200, 200 <= 232 - 32.
+    assert axis_tiles(1024, 256, 32, 8) == (232, [0, 192, 392, 592, 792])
+    # 240 in tiles of 128 sharing 20 (multiple 16): 3 tiles of ceil(220 / 3) + 20 = 94 -> 96 would
+    # start at 0, 72 -> 64, 144: a gap of 80 > 96 - 20, so the size grows by one multiple to 112.
+    assert axis_tiles(240, 128, 20, 16) == (112, [0, 64, 128])
+
+
+@pytest.mark.parametrize("length", [72, 200, 1000, 1024, 3000, 4000])
+@pytest.mark.parametrize(("tile", "overlap", "multiple"), [(256, 32, 8), (128, 32, 16), (512, 64, 8), (64, 16, 4)])
+def test_axis_tiles_cover_with_the_overlap_and_no_more_tiles(length: int, tile: int, overlap: int, multiple: int) -> None:
+    length = length // multiple * multiple
+    size, starts = axis_tiles(length, tile, overlap, multiple)
+    assert size <= min(tile, length) and size % multiple == 0
+    assert starts[0] == 0 and starts[-1] + size == length
+    assert all(start % multiple == 0 for start in starts)
+    assert all(0 < b - a <= size - overlap for a, b in zip(starts, starts[1:]))
+    stride = (tile - overlap) // multiple * multiple
+    fixed = 1 if length <= tile else len(range(0, length - tile, stride)) + 1
+    assert len(starts) == fixed
 
 
 @pytest.mark.parametrize(("tile", "overlap", "multiple"), [(48, 16, 8), (64, 32, 16), (40, 0, 8), (37, 5, 4)])
@@ -73,14 +94,15 @@ def test_tile_grid_covers_with_aligned_tiles_and_enough_overlap(tile: int, overl
     tiles = plan_tiles(height, width, tile, overlap, multiple)
     side = tile // multiple * multiple
     covered = torch.zeros(height, width, dtype=torch.int32)
+    assert len({(item.height, item.width) for item in tiles}) == 1  # one shape: tiles batch together
     for item in tiles:
-        assert (item.height, item.width) == (side, side)
+        assert item.height <= side and item.width <= side
         assert item.top % multiple == 0 and item.left % multiple == 0
         item.window(covered).add_(1)
     assert covered.min() >= 1
-    for axis in ("top", "left"):
+    for axis, size in (("top", tiles[0].height), ("left", tiles[0].width)):
         starts = sorted({getattr(item, axis) for item in tiles})
-        assert all(side - (b - a) >= overlap for a, b in zip(starts, starts[1:]))
+        assert all(size - (b - a) >= overlap for a, b in zip(starts, starts[1:]))
 
 
 def test_image_no_larger_than_the_tile_is_one_tile() -> None:

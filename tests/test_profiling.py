@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from restorecli import profiling
+from restorecli.archs import official
 from restorecli.archs.restormer import Attention
 from restorecli.errors import ConfigError, UnknownModelError
 from restorecli.profiling import report as report_module
@@ -127,14 +128,24 @@ def conv_macs_by_hooks(model: nn.Module, shape: tuple[int, ...]) -> int:
     return total
 
 
-def attention_macs_by_hooks(model: nn.Module, shape: tuple[int, ...]) -> int:
-    """Reference: MDTA's q@k^T and attn@v cost ``2 * N * C^2/heads * H * W`` per block."""
+def attention_macs_by_hooks(model: nn.Module, shape: tuple[int, ...], official: bool = False) -> int:
+    """Reference: MDTA's matrix products per block, from each block's input shape.
+
+    Official: ``q @ k^T`` and ``attn @ v``, ``N * C^2/heads * H * W`` each (``project_out`` is a
+    convolution). restorecli: ``q^T k`` as before, ``attn`` folded into ``project_out``'s weight
+    (``N * C^3/heads``), and ``v @ (folded weight)`` (``N * C^2 * H * W``) replacing ``attn @ v``
+    and the ``project_out`` convolution.
+    """
     total = 0
 
     def hook(attn: nn.Module, args: tuple[Tensor, ...]) -> None:
         nonlocal total
         n, c, h, w = args[0].shape
-        total += 2 * n * c * (c // attn.num_heads) * h * w  # type: ignore[operator]
+        heads = attn.num_heads  # type: ignore[union-attr]
+        if official:
+            total += 2 * n * c * (c // heads) * h * w
+        else:
+            total += n * c * (c // heads) * h * w + n * c**3 // heads + n * c * c * h * w
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, Attention)]
     with torch.no_grad():
@@ -148,9 +159,11 @@ def test_tiny_restormer_macs_are_its_convolutions_plus_its_attention_products() 
     model = build_model("restormer", "tiny").eval()
     shape = (2, 3, 16, 24)
     count = macs_of(model, shape)
-    assert count.by_operator["convolution"] == conv_macs_by_hooks(model, shape)
-    assert count.by_operator["bmm"] == attention_macs_by_hooks(model, shape) > 0
-    assert count.total == count.by_operator["convolution"] + count.by_operator["bmm"]
+    products = count.total - count.by_operator["convolution"]
+    assert count.by_operator["convolution"] == conv_macs_by_hooks(model, shape)  # project_out runs as a product
+    assert products == attention_macs_by_hooks(model, shape) > 0
+    official_count = macs_of(official.OfficialForward(model), shape)
+    assert official_count.by_operator["bmm"] == attention_macs_by_hooks(model, shape, official=True)
 
 
 def test_tiny_nafnet_macs_are_its_convolutions() -> None:
@@ -161,13 +174,25 @@ def test_tiny_nafnet_macs_are_its_convolutions() -> None:
 
 
 def test_restormer_deraining_at_256_matches_the_paper_and_counts_attention() -> None:
-    count = macs_of(build_on_meta("restormer", "deraining"), (1, 3, 256, 256))
+    count = macs_of(
+        official.OfficialForward(build_on_meta("restormer", "deraining")),
+        (1, 3, 256, 256),
+    )
     # The paper's "140 G FLOPs" (github.com/swz30/Restormer/issues/19: at 256x256) is the
     # convolutions' MACs; its counter (KAIR) does not see the attention products.
     assert count.by_operator["convolution"] == pytest.approx(140e9, rel=0.01)
     # Attention: 2 * C^2/heads * HW per block, summed by level (blocks, C, heads, HW).
-    levels = [(4, 48, 1, 256**2), (6, 96, 2, 128**2), (6, 192, 4, 64**2), (8, 384, 8, 32**2)]
-    levels += [(6, 192, 4, 64**2), (6, 96, 2, 128**2), (4 + 4, 96, 1, 256**2)]  # decoders, refinement
+    levels = [
+        (4, 48, 1, 256**2),
+        (6, 96, 2, 128**2),
+        (6, 192, 4, 64**2),
+        (8, 384, 8, 32**2),
+    ]
+    levels += [
+        (6, 192, 4, 64**2),
+        (6, 96, 2, 128**2),
+        (4 + 4, 96, 1, 256**2),
+    ]  # decoders, refinement
     assert count.by_operator["bmm"] == sum(blocks * 2 * c * c // heads * hw for blocks, c, heads, hw in levels)
 
 
@@ -212,10 +237,30 @@ def nafnet_parameters(width: int, encoders: list[int], middle: int, decoders: li
     ("arch", "config", "expected", "paper_millions"),
     [
         ("restormer", "deraining", restormer_parameters(), 26.13),
-        ("nafnet", "sidd-width32", nafnet_parameters(32, [2, 2, 4, 8], 12, [2, 2, 2, 2]), 29.1),
-        ("nafnet", "sidd-width64", nafnet_parameters(64, [2, 2, 4, 8], 12, [2, 2, 2, 2]), 115.9),
-        ("nafnet", "gopro-width64", nafnet_parameters(64, [1, 1, 1, 28], 1, [1, 1, 1, 1]), None),
-        ("nafnet-local", "gopro-width64", nafnet_parameters(64, [1, 1, 1, 28], 1, [1, 1, 1, 1]), None),
+        (
+            "nafnet",
+            "sidd-width32",
+            nafnet_parameters(32, [2, 2, 4, 8], 12, [2, 2, 2, 2]),
+            29.1,
+        ),
+        (
+            "nafnet",
+            "sidd-width64",
+            nafnet_parameters(64, [2, 2, 4, 8], 12, [2, 2, 2, 2]),
+            115.9,
+        ),
+        (
+            "nafnet",
+            "gopro-width64",
+            nafnet_parameters(64, [1, 1, 1, 28], 1, [1, 1, 1, 1]),
+            None,
+        ),
+        (
+            "nafnet-local",
+            "gopro-width64",
+            nafnet_parameters(64, [1, 1, 1, 28], 1, [1, 1, 1, 1]),
+            None,
+        ),
     ],
 )
 def test_zoo_parameter_counts_are_exact(arch: str, config: str, expected: int, paper_millions: float | None) -> None:
@@ -310,11 +355,24 @@ def test_restormer_depth_one_rows_are_its_stages() -> None:
 
 def test_resolve_target_from_arch_config_model_and_json() -> None:
     target = profiling.resolve_target(arch="nafnet", config="tiny")
-    assert (target.label, target.in_channels, target.pad_multiple) == ("nafnet (tiny)", 3, 4)
+    assert (target.label, target.in_channels, target.pad_multiple) == (
+        "nafnet (tiny)",
+        3,
+        4,
+    )
     custom = profiling.resolve_target(arch="restormer", config='{"dim": 8, "inp_channels": 1, "out_channels": 1}')
-    assert (custom.label, custom.config["dim"], custom.in_channels, custom.pad_multiple) == ("restormer (custom)", 8, 1, 8)
+    assert (
+        custom.label,
+        custom.config["dim"],
+        custom.in_channels,
+        custom.pad_multiple,
+    ) == ("restormer (custom)", 8, 1, 8)
     zoo = profiling.resolve_target(model="nafnet-gopro-width64")
-    assert (zoo.arch, zoo.config["width"], zoo.weights) == ("nafnet-local", 64, None)  # TLC, as inference runs it
+    assert (zoo.arch, zoo.config["width"], zoo.weights) == (
+        "nafnet-local",
+        64,
+        None,
+    )  # TLC, as inference runs it
 
 
 @pytest.mark.parametrize(
@@ -346,7 +404,8 @@ def test_weights_are_loaded_strictly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "size"), [("256", (256, 256)), ("720x1280", (720, 1280)), (" 64 X 32 ", (64, 32))]
+    ("text", "size"),
+    [("256", (256, 256)), ("720x1280", (720, 1280)), (" 64 X 32 ", (64, 32))],
 )
 def test_parse_size(text: str, size: tuple[int, int]) -> None:
     assert profiling.parse_size(text) == size
@@ -359,7 +418,11 @@ def test_parse_size_rejects_non_sizes(text: str) -> None:
 
 
 def test_parse_sizes_and_padding_to_the_network_multiple() -> None:
-    assert profiling.parse_sizes("128, 256,512x768") == [(128, 128), (256, 256), (512, 768)]
+    assert profiling.parse_sizes("128, 256,512x768") == [
+        (128, 128),
+        (256, 256),
+        (512, 768),
+    ]
     target = profiling.resolve_target(arch="restormer", config="tiny")
     assert profiling.input_shape(target, 2, (30, 33)) == (2, 3, 32, 40)
 
@@ -368,7 +431,9 @@ def test_parse_sizes_and_padding_to_the_network_multiple() -> None:
 # Latency, memory, and the whole profile
 
 
-def test_latency_statistics_from_a_controlled_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_latency_statistics_from_a_controlled_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     durations_ms = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6]  # unordered on purpose
     ticks = itertools.chain.from_iterable((0.0, d / 1e3) for d in durations_ms)
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: next(ticks))
@@ -384,8 +449,11 @@ def test_latency_statistics_from_a_controlled_clock(monkeypatch: pytest.MonkeyPa
 
 def test_cpu_peak_memory_comes_from_a_fresh_process() -> None:
     request = profiling.PeakRequest(
-        arch="nafnet", config=profiling.resolve_target(arch="nafnet", config="tiny").config,
-        input_shape=[1, 3, 512, 512], precision="fp32", threads=1,
+        arch="nafnet",
+        config=profiling.resolve_target(arch="nafnet", config="tiny").config,
+        input_shape=[1, 3, 512, 512],
+        precision="fp32",
+        threads=1,
     )
     ballast = torch.ones(64 * 2**20)  # 256 MiB held by this process must not show up in the child's peak
     peak = profiling.measure_cpu_peak(request)
@@ -396,7 +464,9 @@ def test_cpu_peak_memory_comes_from_a_fresh_process() -> None:
     assert 7 * 512 * 512 * 4 <= peak.peak_bytes < 200 * 2**20
 
 
-def test_cuda_peak_reads_the_allocator_after_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_peak_reads_the_allocator_after_the_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     allocated = {"peak": 0}
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: allocated.update(peak=0))
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: allocated["peak"])
@@ -406,7 +476,16 @@ def test_cuda_peak_reads_the_allocator_after_the_pass(monkeypatch: pytest.Monkey
 
 def test_profile_counts_times_and_reports_json_ready() -> None:
     target = profiling.resolve_target(arch="restormer", config="tiny")
-    result = profiling.profile(target, size=(30, 32), batch=2, depth=2, device="cpu", warmup=0, repeats=2, memory=False)
+    result = profiling.profile(
+        target,
+        size=(30, 32),
+        batch=2,
+        depth=2,
+        device="cpu",
+        warmup=0,
+        repeats=2,
+        memory=False,
+    )
     assert result.macs.input_shape == (2, 3, 32, 32)
     assert result.macs.total == macs_of(build_on_meta("restormer", "tiny"), (2, 3, 32, 32)).total
     assert result.device == "cpu" and len(result.sizes) == 1
@@ -422,14 +501,25 @@ def test_profile_counts_times_and_reports_json_ready() -> None:
 def test_tiled_profile_runs_the_engine_and_sums_macs_over_tiles() -> None:
     target = profiling.resolve_target(arch="nafnet", config="tiny")
     result = profiling.profile(
-        target, size=(64, 64), tile=32, tile_overlap=8, device="cpu", warmup=0, repeats=1, memory=False
+        target,
+        size=(64, 64),
+        tile=32,
+        tile_overlap=8,
+        device="cpu",
+        warmup=0,
+        repeats=1,
+        memory=False,
     )
-    # 64 px with 32 px tiles sharing at least 8: starts 0, 24, 32 on each axis.
-    one_tile = macs_of(build_on_meta("nafnet", "tiny"), (1, 3, 32, 32))
+    # 64 px with 32 px tiles sharing at least 8: 3 tiles per axis, spread evenly as tiles of
+    # ceil(56 / 3) + 8 = 27 -> 28 px (multiple 4) at 0, 16, 36.
+    one_tile = macs_of(build_on_meta("nafnet", "tiny"), (1, 3, 28, 28))
     assert result.sizes[0].tiles == 9
     assert result.macs.total == result.sizes[0].macs == 9 * one_tile.total
     assert sum(row.macs for row in result.breakdown) == 9 * one_tile.total
-    assert result.sizes[0].latency is not None and (result.tile, result.tile_overlap) == (32, 8)
+    assert result.sizes[0].latency is not None and (
+        result.tile,
+        result.tile_overlap,
+    ) == (32, 8)
     assert any(note.startswith("tiled: ") for note in result.notes)
 
 
@@ -449,7 +539,9 @@ def test_profile_sizes_scale_macs_with_pixels_and_skip_runtime_when_asked() -> N
     assert all(s.latency is None and s.memory is None for s in result.sizes)
 
 
-def test_out_of_memory_at_one_size_is_reported_and_the_sweep_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_memory_at_one_size_is_reported_and_the_sweep_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     real = runtime.measure_latency
 
     def fails_when_large(module: nn.Module, x: Tensor, **kwargs: object) -> profiling.Latency:
@@ -459,12 +551,21 @@ def test_out_of_memory_at_one_size_is_reported_and_the_sweep_goes_on(monkeypatch
 
     monkeypatch.setattr(report_module, "measure_latency", fails_when_large)
     target = profiling.resolve_target(arch="nafnet", config="tiny")
-    result = profiling.profile(target, sizes=[(16, 16), (32, 32)], device="cpu", warmup=0, repeats=1, memory=False)
+    result = profiling.profile(
+        target,
+        sizes=[(16, 16), (32, 32)],
+        device="cpu",
+        warmup=0,
+        repeats=1,
+        memory=False,
+    )
     assert result.sizes[0].error is None and result.sizes[0].latency is not None
     assert result.sizes[1].error == "out of memory" and result.sizes[1].latency is None
 
 
-def test_auto_moves_to_the_next_device_when_an_operator_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_moves_to_the_next_device_when_an_operator_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     real = runtime.measure_latency
     failures = iter([NotImplementedError("The operator 'aten::foo' is not currently implemented for the MPS device")])
 
@@ -484,9 +585,36 @@ def test_auto_moves_to_the_next_device_when_an_operator_is_missing(monkeypatch: 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"batch": 0}, {"depth": 0}, {"repeats": 0}, {"warmup": -1}, {"tile": 0}, {"tile_overlap": -1}, {"precision": "fp8"}],
+    [
+        {"batch": 0},
+        {"depth": 0},
+        {"repeats": 0},
+        {"warmup": -1},
+        {"tile": 0},
+        {"tile_overlap": -1},
+        {"precision": "fp8"},
+    ],
 )
 def test_profile_rejects_bad_settings(kwargs: dict[str, object]) -> None:
     target = profiling.resolve_target(arch="nafnet", config="tiny")
     with pytest.raises(ConfigError):
         profiling.profile(target, latency=False, memory=False, **kwargs)  # type: ignore[arg-type]
+
+
+def test_profile_notes_the_official_count_where_our_forward_regroups_it() -> None:
+    restormer = profiling.profile(
+        profiling.resolve_target(arch="restormer", config="tiny"),
+        size=(32, 32),
+        latency=False,
+        memory=False,
+    )
+    official_macs = macs_of(official.OfficialForward(build_on_meta("restormer", "tiny")), (1, 3, 32, 32)).total
+    assert official_macs != restormer.macs.total
+    assert any(f"official formulation does {official_macs / 1e9:.2f} G MACs" in note for note in restormer.notes)
+    nafnet = profiling.profile(
+        profiling.resolve_target(arch="nafnet", config="tiny"),
+        size=(32, 32),
+        latency=False,
+        memory=False,
+    )
+    assert not any("official formulation" in note for note in nafnet.notes)  # same computation, no note

@@ -31,11 +31,11 @@ class _BiasFreeLayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         variance = x.var(-1, keepdim=True, unbiased=False)
-        return x / torch.sqrt(variance + 1e-5) * self.weight
+        return x * torch.rsqrt(variance + 1e-5) * self.weight
 
 
 class _WithBiasLayerNorm(nn.Module):
-    """Standard layer norm over the last axis (eps 1e-5 inside the square root)."""
+    """Standard layer norm over the last axis (eps 1e-5 inside the square root), PyTorch's fused kernel."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -43,14 +43,14 @@ class _WithBiasLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(-1, keepdim=True)
-        variance = x.var(-1, keepdim=True, unbiased=False)
-        return (x - mean) / torch.sqrt(variance + 1e-5) * self.weight + self.bias
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
 
 
 class LayerNorm(nn.Module):
-    """Channel layer norm of an ``(N, C, H, W)`` map, applied per pixel on a ``(N, HW, C)`` view.
+    """Channel layer norm of an ``(N, C, H, W)`` map, applied per pixel on its ``(N, H, W, C)`` view.
 
+    The official code flattens to ``(N, HW, C)`` and back (two copies of the map); a permuted view
+    is free for channels-last maps and lets the norm reduce over contiguous channels.
     The parameters live under ``body`` (official key ``norm1.body.weight``).
     """
 
@@ -59,9 +59,7 @@ class LayerNorm(nn.Module):
         self.body = _BiasFreeLayerNorm(dim) if layer_norm_type == "BiasFree" else _WithBiasLayerNorm(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, channels, height, width = x.shape
-        per_pixel = x.flatten(2).transpose(1, 2)
-        return self.body(per_pixel).transpose(1, 2).reshape(batch, channels, height, width)
+        return self.body(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class FeedForward(nn.Module):
@@ -95,17 +93,32 @@ class Attention(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The official computation, regrouped so a channels-last map is never copied.
+
+        Official: ``q, k`` L2-normalised along the pixels, ``A = softmax(q k^T * t)`` per head, then
+        ``project_out(A v)``. Here the cosine similarities come from ``q^T k`` divided by the norms
+        (no normalised copies), and ``A`` is folded into ``project_out``'s weight, so the pixels
+        meet one ``(HW x C) @ (C x C)`` product instead of two (the same value up to rounding).
+        """
         batch, channels, height, width = x.shape
         heads = self.num_heads
-        query, key, value = (
-            part.reshape(batch, heads, channels // heads, height * width).contiguous()
-            for part in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        )
-        query = F.normalize(query, dim=-1)
-        key = F.normalize(key, dim=-1)
-        attention = ((query @ key.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
-        out = (attention @ value).reshape(batch, channels, height, width)
-        return self.project_out(out)
+        per_head = channels // heads
+        qkv = self.qkv_dwconv(self.qkv(x)).permute(0, 2, 3, 1).reshape(batch, height * width, 3, channels)
+        query, key, value = qkv.unbind(2)  # (N, HW, C) each: views of the channels-last map
+        query = query.unflatten(2, (heads, per_head)).transpose(1, 2)  # (N, heads, HW, C/heads)
+        key = key.unflatten(2, (heads, per_head)).transpose(1, 2)
+        # vecdot reduces over the strided pixel axis several times faster than norm does.
+        query_norm = torch.linalg.vecdot(query, query, dim=2).sqrt().clamp_min(1e-12)  # F.normalize's eps
+        key_norm = torch.linalg.vecdot(key, key, dim=2).sqrt().clamp_min(1e-12)
+        cosine = (query.transpose(2, 3) @ key) / (query_norm[..., :, None] * key_norm[..., None, :])
+        attention = (cosine * self.temperature).softmax(dim=-1)  # (N, heads, C/heads, C/heads)
+        # project_out(A v) per pixel = v @ M with M = blocks A_h^T W_h^T stacked over heads.
+        weight = self.project_out.weight.reshape(channels, heads, per_head).permute(1, 2, 0)
+        mixing = (attention.transpose(2, 3) @ weight).reshape(batch, channels, channels)
+        out = value @ mixing
+        if self.project_out.bias is not None:
+            out = out + self.project_out.bias
+        return out.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 class TransformerBlock(nn.Module):
@@ -241,14 +254,25 @@ class Restormer(nn.Module):
         self.output = nn.Conv2d(dim * 2, out_channels, kernel_size=3, padding=1, bias=bias)
 
     def forward(self, inp_img: Tensor) -> Tensor:
+        # Shuffles and concatenations return standard-layout maps: keep the input's memory format.
+        layout = torch.channels_last if _is_channels_last(inp_img) else torch.contiguous_format
+
+        def keep(x: Tensor) -> Tensor:
+            return x.contiguous(memory_format=layout)
+
         embedded = self.patch_embed(inp_img)
         enc1 = self.encoder_level1(embedded)
-        enc2 = self.encoder_level2(self.down1_2(enc1))
-        enc3 = self.encoder_level3(self.down2_3(enc2))
-        latent = self.latent(self.down3_4(enc3))
-        dec3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], 1)))
-        dec2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1)))
-        dec1 = self.refinement(self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1)))
+        enc2 = self.encoder_level2(keep(self.down1_2(enc1)))
+        enc3 = self.encoder_level3(keep(self.down2_3(enc2)))
+        latent = self.latent(keep(self.down3_4(enc3)))
+        dec3 = self.decoder_level3(self.reduce_chan_level3(keep(torch.cat([self.up4_3(latent), enc3], 1))))
+        dec2 = self.decoder_level2(self.reduce_chan_level2(keep(torch.cat([self.up3_2(dec3), enc2], 1))))
+        dec1 = self.refinement(self.decoder_level1(keep(torch.cat([self.up2_1(dec2), enc1], 1))))
         if self.dual_pixel_task:
             return self.output(dec1 + self.skip_conv(embedded))
         return self.output(dec1) + inp_img
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    """Whether a 4-D map is stored channels-last (and more than one channel makes it differ)."""
+    return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()

@@ -17,13 +17,15 @@ from restorecli.cli.common import (
     TileOption,
     TileOverlapOption,
     WorkersOption,
-    fail,
     format_table,
     reports_errors,
 )
+from restorecli.cli.inference import job_exit
 
 if TYPE_CHECKING:
-    from restorecli.metrics.evaluate import EvalReport
+    from restorecli.engine.distributed import Session
+    from restorecli.metrics.evaluate import EvalReport, Transform
+    from restorecli.zoo.descriptor import ModelDescriptor
 
 _PRECISION = {"psnr": ".4f", "ssim": ".6f", "miou": ".4f", "niou": ".4f", "pd": ".4f"}
 _FA_SCALE = 1e6  # papers print FA in units of 1e-6
@@ -128,14 +130,9 @@ def evaluate(
     tile_overlap: TileOverlapOption = 32,
 ) -> None:
     """Score predictions against ground truth: PSNR/SSIM as BasicSR, or mIoU/nIoU/PD/FA for masks."""
-    from restorecli.metrics.evaluate import (
-        EvalSettings,
-        check_save_dir,
-        evaluate_paths,
-        parse_metrics,
-        restoring_transform,
-    )
-    from restorecli.metrics.pairing import describe_unmatched
+    from restorecli.engine import distributed
+    from restorecli.errors import RestoreError
+    from restorecli.metrics.evaluate import EvalSettings, check_save_dir, evaluate_paths, parse_metrics
 
     if (model is None) != (input_path is None):
         raise typer.BadParameter("--model and --input go together.")
@@ -144,46 +141,84 @@ def evaluate(
         raise typer.BadParameter("Give either PRED or --model with --input.")
     if save is not None and model is None:
         raise typer.BadParameter("--save needs --model.")
-    if save is not None:
-        check_save_dir(save, source, gt)
-    settings = EvalSettings(
-        metrics=parse_metrics(metrics) if metrics else None,
-        crop_border=crop_border,
-        y_channel=y_channel,
-        round_y=round_y,
-        data_range=data_range,
-        num_classes=num_classes,
-        ignore_index=ignore_index,
-        threshold=threshold,
-        distance=distance,
-    )
-    transform = None
-    if model is not None:
-        from restorecli.api import load_model
 
-        transform = restoring_transform(
-            load_model(model, device=device), tile=tile, tile_overlap=tile_overlap, precision=precision, save_dir=save
+    def settings() -> EvalSettings:
+        if save is not None:
+            check_save_dir(save, source, gt)
+        return EvalSettings(
+            metrics=parse_metrics(metrics) if metrics else None,
+            crop_border=crop_border,
+            y_channel=y_channel,
+            round_y=round_y,
+            data_range=data_range,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
+            threshold=threshold,
+            distance=distance,
         )
-    report = evaluate_paths(
-        source,
-        gt,
-        settings,
-        gt_pattern=gt_pattern,
-        allow_missing=allow_missing,
-        csv_path=csv_path,
-        workers=workers,
-        transform=transform,
-        progress=sys.stderr.isatty(),
-        keep_scores=per_image,
-    )
+
+    with distributed.session(device=device) as session:
+        try:
+            chosen = session.settle(settings)
+            transform = (
+                None if model is None else _restoring(session, model, device, tile, tile_overlap, precision, save)
+            )
+            report = evaluate_paths(
+                source,
+                gt,
+                chosen,
+                gt_pattern=gt_pattern,
+                allow_missing=allow_missing,
+                csv_path=csv_path,
+                workers=workers,
+                transform=transform,
+                progress=sys.stderr.isatty(),
+                keep_scores=per_image,
+                session=session,
+            )
+        except RestoreError as exc:
+            failure: str | None = str(exc)
+        else:
+            if session.is_main:
+                _print_report(report, as_json, per_image)
+            scored = report.count + len(report.failures)
+            failure = f"{len(report.failures)} of {scored} pairs could not be scored" if report.failures else None
+        # Every rank exits 1 if any rank failed; rank 0 alone says why, inside the session.
+        ending = job_exit(failure, session.is_main)
+    if ending is not None:
+        raise ending
+
+
+def _restoring(
+    session: Session,
+    model: str,
+    device: str,
+    tile: int | None,
+    tile_overlap: int,
+    precision: str,
+    save: Path | None,
+) -> Transform:
+    """Load ``model`` on this rank's device (rank 0 first, see ``Session.in_stages``) and wrap it as a transform."""
+    from restorecli.api import load_model
+    from restorecli.engine.distributed import rank_device
+    from restorecli.metrics.evaluate import restoring_transform
+
+    def load() -> ModelDescriptor:
+        return load_model(model, device=rank_device(device, session.context))
+
+    loaded = session.settle(lambda: session.in_stages(load))
+    return restoring_transform(loaded, tile=tile, tile_overlap=tile_overlap, precision=precision, save_dir=save)
+
+
+def _print_report(report: EvalReport, as_json: bool, per_image: bool) -> None:
+    from restorecli.metrics.pairing import describe_unmatched
+
     for line in describe_unmatched(report.missing_gt, report.missing_pred):
         typer.echo(f"Warning: skipped {line}", err=True)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
         _print_table(report, per_image)
-    if report.failures:
-        raise fail(f"{len(report.failures)} of {len(report.failures) + report.count} pairs could not be scored")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from restorecli.cli.common import (
+    EXIT_FAILURE,
     DeviceOption,
     PrecisionOption,
     TileOption,
@@ -16,6 +17,10 @@ from restorecli.cli.common import (
     fail,
     reports_errors,
 )
+
+if TYPE_CHECKING:
+    from restorecli.engine.batch import JobReport
+    from restorecli.zoo.descriptor import ModelDescriptor
 
 _HELP = {
     "derain": "Remove rain streaks from an image or a folder of images.",
@@ -52,34 +57,68 @@ def _make_command(command: str) -> Callable[..., None]:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         from restorecli import api
-        from restorecli.engine.batch import restore_files
-        from restorecli.images import list_images
+        from restorecli.engine import distributed
+        from restorecli.engine.batch import restore_job
+        from restorecli.errors import RestoreError
         from restorecli.zoo import pretrained
 
-        name = pretrained.model_for_command(command, model)
-        inputs = list_images(input_path)
-        descriptor = api.load_model(name, device, weights=weights, tlc=tlc, progress=not quiet)
-        report = restore_files(
-            descriptor,
-            inputs,
-            output_dir,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            precision=precision,
-            skip_existing=skip_existing,
-            progress=not quiet,
-            fallback=device == "auto",
-        )
-        typer.echo(
-            f"{descriptor.name} on {descriptor.device}: {report.succeeded} restored, {report.skipped} skipped, "
-            f"{report.failed} failed in {report.seconds:.1f} s -> {output_dir}"
-        )
-        if report.failed:
-            raise fail(f"{report.failed} of {len(inputs)} images failed")
+        with distributed.session(device=device) as session:
+
+            def load(rank_device: str) -> ModelDescriptor:
+                name = pretrained.model_for_command(command, model)
+                return api.load_model(
+                    name, rank_device, weights=weights, tlc=tlc, progress=not quiet and session.is_main
+                )
+
+            try:
+                job = restore_job(
+                    load,
+                    input_path,
+                    output_dir,
+                    device=device,
+                    session=session,
+                    tile=tile,
+                    tile_overlap=tile_overlap,
+                    precision=precision,
+                    skip_existing=skip_existing,
+                    progress=not quiet,
+                    fallback=device == "auto",
+                )
+            except RestoreError as exc:
+                failure: str | None = str(exc)
+            else:
+                if session.is_main:
+                    typer.echo(_summary(job, output_dir))
+                failure = f"{job.batch.failed} of {job.total} images failed" if job.batch.failed else None
+            # Every rank exits 1 if any rank failed; rank 0 alone says why, inside the session (see its docstring).
+            ending = job_exit(failure, session.is_main)
+        if ending is not None:
+            raise ending
 
     run.__doc__ = _HELP[command]
     run.__name__ = command
     return run
+
+
+def _summary(job: JobReport, output_dir: Path) -> str:
+    """One line for the whole job, e.g. ``m on 2 processes (cuda:0, cuda:1): 8 restored, 0 skipped, ...``."""
+    devices = job.devices
+    where = devices[0] if len(devices) == 1 else f"{len(devices)} processes ({', '.join(dict.fromkeys(devices))})"
+    report = job.batch
+    return (
+        f"{job.model} on {where}: {report.succeeded} restored, {report.skipped} skipped, "
+        f"{report.failed} failed in {report.seconds:.1f} s -> {output_dir}"
+    )
+
+
+def job_exit(failure: str | None, is_main: bool) -> typer.Exit | None:
+    """The exit for a failed run: ``Error: ...`` printed now by rank 0 only, exit code 1 on every rank.
+
+    Shared with ``restore eval``; made while the torchrun session is open, raised after it closes.
+    """
+    if failure is None:
+        return None
+    return fail(failure) if is_main else typer.Exit(EXIT_FAILURE)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,8 @@
 Memory. The full image, its padded copy and the blended result stay where the input lives
 (normally the CPU); only one batch of tiles at a time goes to the model's device, so device memory
 is bounded by ``tile_batch`` tiles, not by the image. With ``tile=None`` the tile is chosen from a
-per-pixel memory estimate and the device's free memory: the whole image when it fits.
+per-pixel memory estimate and the device's free memory: the whole image when it fits (on the
+CPU, when it fits a fixed working budget: tiles are faster per pixel there and keep memory flat).
 
 Recovery. When the device runs out of memory the same image is retried with fewer tiles per batch,
 then with tiles half as large (down to :func:`~restorecli.engine.tiling.minimum_tile`); when even
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from restorecli.engine.allocator import keep_freed_memory
 from restorecli.engine.device import (
     PRECISION_DTYPES,
     fallback_chain,
@@ -52,6 +54,11 @@ MAX_AUTO_TILE_BATCH = {"cpu": 1, "cuda": 8, "mps": 8}
 # Share of the device's free memory one batch of tiles may use; the CPU also holds the images.
 _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.8, "mps": 0.8}
 _UNKNOWN_CPU_MEMORY = 4 << 30
+# Most estimated work memory for one batch of tiles on the CPU, free memory permitting. Beyond this
+# a whole image is slower per pixel than tiles (its activations no longer stay in the caches) and its
+# memory grows with the image; the per-pixel estimate errs high, so the real peak is about half.
+# bench/bench_performance.py measures the effect.
+CPU_WORK_BUDGET = 2 << 30
 # Peak memory of a forward pass in units of its widest single layer output: measured peaks on the
 # CPU were 6x (Restormer) to 11x (NAFNet, whose skips and gates stay alive) that width; 12 errs high.
 _ACTIVATION_FACTOR = 12
@@ -59,6 +66,8 @@ _PROBE_SIDE = 32
 _bytes_per_pixel_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]] = (
     weakref.WeakKeyDictionary()
 )
+
+_warned_tiling: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 class _DeviceFailed(Exception):
@@ -166,16 +175,20 @@ def _choose_tiling(
     if tile is not None and tile_batch is not None:
         return _Tiling(tile, tile_batch)
     budget = available_memory(descriptor.device)
+    if descriptor.device.type == "cpu":
+        budget = min(budget, CPU_WORK_BUDGET)
     per_pixel = estimate_bytes_per_pixel(descriptor, dtype)
     if tile is None:
         tile = max(height, width)
         if height * width * per_pixel > budget:
             fitting = int(math.sqrt(budget / per_pixel)) // multiple * multiple
             tile = max(fitting, minimum_tile(overlap, multiple))
-            if not descriptor.local:  # a local model's tiled output equals its untiled one; say so otherwise
+            # A local model's tiled output equals its untiled one; say so otherwise (once per model).
+            if not descriptor.local and descriptor.module not in _warned_tiling:
+                _warned_tiling.add(descriptor.module)
                 logger.warning(
-                    "%dx%d does not fit in %s memory: tiling at %d px; %s's global operators then see each "
-                    "tile rather than the whole image",
+                    "%dx%d exceeds the %s memory budget: tiling at %d px; %s's global operators then see each "
+                    "tile rather than the whole image (a larger --tile trades memory for that context)",
                     height, width, descriptor.device, tile, descriptor.name,
                 )
     if tile_batch is None:
@@ -340,6 +353,7 @@ def restore_tensor(
             f"but got {x.dtype} {tuple(x.shape)}"
         )
     dtype = check_options(descriptor, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=tile_batch)
+    keep_freed_memory()
     if channels_last is None:
         channels_last = descriptor.channels_last
     height, width = x.shape[-2:]

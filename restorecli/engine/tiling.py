@@ -71,24 +71,35 @@ def validate_tile(tile: int, overlap: int, multiple: int) -> int:
     return rounded
 
 
-def axis_starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels covering ``[0, length)`` with at least ``overlap`` shared.
+def axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
+    """Tile size and start offsets covering ``[0, length)`` with tiles of at most ``tile`` pixels.
 
-    ``length`` and ``tile`` are multiples of ``multiple``; so are the returned offsets. The last tile
-    ends exactly at ``length``.
+    ``length`` and ``tile`` are multiples of ``multiple``; so are the returned size and offsets, and
+    the last tile ends exactly at ``length``. The tile count is the fewest that tiles of ``tile``
+    pixels sharing ``overlap`` need; the tiles are then shrunk to the smallest size that still
+    shares ``overlap`` when spread evenly, so overlaps do not pile up at the end (for 1024 pixels in
+    tiles of 256 sharing 32: 5 tiles of 232, 29% more pixels than the image, instead of 5 of 256
+    with 56% more).
     """
     if length <= tile:
-        return [0]
+        return length, [0]
     stride = (tile - overlap) // multiple * multiple
-    return [*range(0, length - tile, stride), length - tile]
+    count = -(-(length - tile) // stride) + 1
+    size = round_up(-(-(length - overlap) // count) + overlap, multiple)
+    while size < tile:
+        starts = [(length - size) * index // (count - 1) // multiple * multiple for index in range(count)]
+        if max(b - a for a, b in zip(starts, starts[1:])) <= size - overlap:
+            return size, starts
+        size += multiple
+    return tile, [*range(0, length - tile, stride), length - tile]
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int) -> list[Tile]:
     """Tiles (row-major) covering a padded ``height`` x ``width`` image; see the module docstring.
 
     An image no larger than ``tile`` is a single tile (the untiled case; no overlap needed).
-    Otherwise ``tile`` is rounded down to a multiple of ``multiple``, and a side shorter than the
-    tile gets one tile along it.
+    Otherwise ``tile`` is rounded down to a multiple of ``multiple`` and each axis is covered as
+    :func:`axis_tiles` says (a side shorter than the tile gets one tile along it).
 
     Raises:
         ConfigError: the tile is too small for the overlap (see :func:`validate_tile`), or the image
@@ -99,12 +110,9 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int) 
     if tile >= max(height, width):
         return [Tile(0, 0, height, width)]
     tile = validate_tile(tile, overlap, multiple)
-    tile_height, tile_width = min(tile, height), min(tile, width)
-    return [
-        Tile(top, left, tile_height, tile_width)
-        for top in axis_starts(height, tile_height, overlap, multiple)
-        for left in axis_starts(width, tile_width, overlap, multiple)
-    ]
+    tile_height, tops = axis_tiles(height, tile, overlap, multiple)
+    tile_width, lefts = axis_tiles(width, tile, overlap, multiple)
+    return [Tile(top, left, tile_height, tile_width) for top in tops for left in lefts]
 
 
 def _ramp(overlap: int) -> Tensor:

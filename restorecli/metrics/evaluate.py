@@ -5,6 +5,10 @@ order), each score is streamed to a callback or a CSV file and folded into runni
 per-image scores are kept only when asked for. Aggregation follows the reference protocols: PSNR and
 SSIM are means of per-image values (BasicSR, the Restormer/NAFNet scripts), mIoU and PD/FA are computed
 from counts summed over the set (DNANet), nIoU is the mean of per-image IoU (ACM).
+
+Under torchrun each rank scores its share of the pairs; rank 0 gathers the per-image values and adds
+them up in pair order, so every mean is bit-identical to a single-process run, and the confusion
+matrices are summed across ranks (integers: exact in any order).
 """
 
 from __future__ import annotations
@@ -14,18 +18,17 @@ import logging
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO, get_args
 
 import numpy as np
-from tqdm import tqdm
 
 from restorecli.errors import ConfigError, MetricError, RestoreError
 from restorecli.images import atomic_path, dtype_max, read_array, split_alpha, write_array
-from restorecli.metrics.pairing import Pair, match_pairs
+from restorecli.metrics.pairing import Pair, Pairing, match_pairs
 from restorecli.metrics.psnr_ssim import psnr, ssim
 from restorecli.metrics.segmentation import (
     DEFAULT_DISTANCE,
@@ -41,8 +44,10 @@ from restorecli.metrics.segmentation import (
 logger = logging.getLogger("restorecli.metrics")
 
 if TYPE_CHECKING:
+    from restorecli.engine.distributed import JobProgress, Session
     from restorecli.zoo.descriptor import ModelDescriptor
 
+_NO_CONFUSION = np.zeros((0, 0), dtype=np.int64)  # one object: pickled once however many scores share it
 MetricName = Literal["psnr", "ssim", "miou", "niou", "pd", "fa"]
 METRIC_NAMES: tuple[MetricName, ...] = get_args(MetricName)
 IMAGE_METRICS: tuple[MetricName, ...] = ("psnr", "ssim")
@@ -155,7 +160,11 @@ def describe(convention: dict[str, object]) -> str:
 
 @dataclass(frozen=True)
 class PairScore:
-    """One pair's per-image values (NaN where undefined) and its contribution to the totals."""
+    """One pair's per-image values (NaN where undefined) and its contribution to the totals.
+
+    Under torchrun the per-image confusion matrix stays on the rank that computed it (only the sum over
+    the set is shared), so scores gathered on rank 0 carry an empty ``(0, 0)`` ``masks.confusion``.
+    """
 
     pair: Pair
     values: dict[str, float]
@@ -374,59 +383,52 @@ def _scores(
         yield from pool.imap(score, pairs, chunksize=1)
 
 
-def resolve_workers(workers: int, jobs: int) -> int:
-    """0 means one per CPU core; never more workers than jobs."""
+def resolve_workers(workers: int, jobs: int, sharing: int = 1) -> int:
+    """0 means one per CPU core (split among ``sharing`` processes on this machine); never more than jobs."""
     if workers < 0:
         raise ConfigError(f"Expected workers >= 0, but got {workers}")
-    wanted = workers or os.cpu_count() or 1
+    wanted = workers or (os.cpu_count() or 1) // max(1, sharing)
     return max(1, min(wanted, jobs))
 
 
-def evaluate_pairs(
-    pairs: Sequence[Pair],
-    settings: EvalSettings,
-    *,
-    workers: int = 1,
-    transform: Transform | None = None,
-    progress: bool = False,
-    on_score: Callable[[PairScore], None] | None = None,
-    keep_scores: bool = False,
-) -> EvalReport:
-    """Score every pair and aggregate by the reference protocols.
+def _tracked(
+    results: Iterable[PairScore | PairFailure], bar: JobProgress, label: str
+) -> Iterator[PairScore | PairFailure]:
+    """Pass ``results`` through, counting each on the bar and reporting each failure where it happened."""
+    for result in results:
+        bar.update()
+        if isinstance(result, PairFailure):
+            logger.warning("%sSkipped %s: %s", label, result.pair.pred, result.reason)
+        yield result
 
-    Args:
-        pairs: from :func:`match_pairs`.
-        settings: metrics and conventions.
-        workers: processes (0 = one per core); a ``transform`` always runs in this process.
-        transform: applied to each prediction before scoring (on-the-fly restoration).
-        progress: show a tqdm bar on stderr.
-        on_score: called with each pair's score, in pair order (streaming CSV rows).
-        keep_scores: also return every per-image score (memory grows with the set).
-    """
-    if not pairs:
-        raise MetricError("Expected at least one prediction/ground-truth pair, but got none")
-    if settings.metrics is None:
-        chosen = default_metrics(pairs, num_classes=settings.num_classes, ignore_index=settings.ignore_index)
-        settings = replace(settings, metrics=chosen)
+
+def _aggregate(
+    settings: EvalSettings,
+    results: Iterable[PairScore | PairFailure],
+    *,
+    on_score: Callable[[PairScore], None] | None,
+    keep_scores: bool,
+    confusion: np.ndarray | None = None,
+) -> EvalReport:
+    """Fold scores, in pair order, into the report; ``confusion``: the set's matrix when summed elsewhere."""
     totals = _Totals(settings)
     kept: list[PairScore] = []
     failures: list[PairFailure] = []
-    jobs = resolve_workers(workers, len(pairs))
-    with tqdm(total=len(pairs), disable=not progress, unit="pair", desc="eval", leave=False) as bar:
-        for score in _scores(pairs, settings, jobs, transform):
-            bar.update()
-            if isinstance(score, PairFailure):
-                logger.warning("Skipped %s: %s", score.pair.pred, score.reason)
-                failures.append(score)
-                continue
-            totals.add(score)
-            if on_score is not None:
-                on_score(score)
-            if keep_scores:
-                kept.append(score)
+    for result in results:
+        if isinstance(result, PairFailure):
+            failures.append(result)
+            continue
+        totals.add(result)
+        if on_score is not None:
+            on_score(result)
+        if keep_scores:
+            kept.append(result)
     if totals.count == 0:
         raise MetricError(f"Expected at least one scorable pair, but all {len(failures)} failed: {failures[0].reason}")
     masks = totals.masks
+    if masks is not None and confusion is not None:
+        masks = replace(masks, confusion=confusion)
+        totals.masks = masks
     class_iou = (
         tuple(float(v) for v in masks.class_iou) if masks is not None and "miou" in settings.mask_metrics else ()
     )
@@ -441,6 +443,84 @@ def evaluate_pairs(
     )
 
 
+def evaluate_pairs(
+    pairs: Sequence[Pair],
+    settings: EvalSettings,
+    *,
+    workers: int = 1,
+    transform: Transform | None = None,
+    progress: bool = False,
+    on_score: Callable[[PairScore], None] | None = None,
+    keep_scores: bool = False,
+    session: Session | None = None,
+) -> EvalReport:
+    """Score every pair and aggregate by the reference protocols.
+
+    Args:
+        pairs: from :func:`match_pairs`.
+        settings: metrics and conventions.
+        workers: processes (0 = one per core); a ``transform`` always runs in this process.
+        transform: applied to each prediction before scoring (on-the-fly restoration).
+        progress: show a tqdm bar on stderr.
+        on_score: called with each pair's score, in pair order (streaming CSV rows).
+        keep_scores: also return every per-image score (memory grows with the set).
+        session: this process's part in a torchrun job (default: a single process). A collective step:
+            every rank passes the same ``pairs``, scores its share (``workers`` processes each) and
+            returns the same report; ``on_score`` runs on rank 0 only, once every rank is done.
+    """
+    session = session or _single_process()
+    if not pairs:
+        raise MetricError("Expected at least one prediction/ground-truth pair, but got none")
+    if settings.metrics is None:
+        chosen = session.settle(
+            lambda: default_metrics(pairs, num_classes=settings.num_classes, ignore_index=settings.ignore_index)
+        )
+        settings = replace(settings, metrics=chosen)
+    bar = partial(session.progress, len(pairs), enabled=progress, unit="pair", desc="eval", leave=False)
+    if not session.distributed:  # stream: memory stays flat in the number of pairs
+        jobs = resolve_workers(workers, len(pairs))
+        with bar() as counted:
+            results = _tracked(_scores(pairs, settings, jobs, transform), counted, "")
+            return _aggregate(settings, results, on_score=on_score, keep_scores=keep_scores)
+
+    indices = session.shard(range(len(pairs)))
+
+    def score_share() -> list[tuple[int, PairScore | PairFailure]]:
+        with bar() as counted:  # entered first: every rank must reach its end, even after an error
+            jobs = resolve_workers(workers, len(indices), sharing=session.context.local_world_size)
+            results = _scores([pairs[index] for index in indices], settings, jobs, transform)
+            return list(zip(indices, _tracked(results, counted, session.label), strict=True))
+
+    share = session.settle(score_share)
+    confusion = None
+    if settings.mask_metrics:
+        classes = settings.num_classes
+        own = [result.masks.confusion for _, result in share if isinstance(result, PairScore) and result.masks]
+        confusion = session.sum(sum(own, np.zeros((classes, classes), dtype=np.int64)))
+    gathered = session.gather([(index, _without_confusion(result)) for index, result in share])
+
+    def aggregate() -> EvalReport:
+        in_order = sorted((item for items in gathered or () for item in items), key=lambda item: item[0])
+        results = (result for _, result in in_order)
+        return _aggregate(settings, results, on_score=on_score, keep_scores=keep_scores, confusion=confusion)
+
+    return session.from_main(aggregate)
+
+
+def _single_process() -> Session:
+    """A one-process Session, imported late: the engine imports torch, which scoring workers never need."""
+    from restorecli.engine.distributed import Session
+
+    return Session()
+
+
+def _without_confusion(result: PairScore | PairFailure) -> PairScore | PairFailure:
+    """What a rank sends to rank 0: the per-image confusion matrix stays behind (its sum is all-reduced)."""
+    if isinstance(result, PairFailure) or result.masks is None:
+        return result
+    return replace(result, masks=replace(result.masks, confusion=_NO_CONFUSION))
+
+
 def evaluate_paths(
     pred: Path,
     gt: Path,
@@ -453,16 +533,24 @@ def evaluate_paths(
     transform: Transform | None = None,
     progress: bool = False,
     keep_scores: bool = False,
+    session: Session | None = None,
 ) -> EvalReport:
     """Pair files or folders (:func:`match_pairs`) and :func:`evaluate_pairs` them.
 
     Unmatched files fail the run unless ``allow_missing``; then they are listed in the report.
-    ``csv_path`` receives one row per pair, streamed as scores arrive and renamed into place at the end.
+    ``csv_path`` receives one row per pair, streamed as scores arrive and renamed into place at the end
+    (under torchrun: written by rank 0 once the scores are gathered).
     ``pred`` holds the degraded inputs when a ``transform`` restores them on the fly.
     """
-    pairing = match_pairs(pred, gt, gt_pattern=gt_pattern)
-    if not allow_missing:
-        pairing.require_complete()
+    session = session or _single_process()
+
+    def pair() -> Pairing:
+        pairing = match_pairs(pred, gt, gt_pattern=gt_pattern)
+        if not allow_missing:
+            pairing.require_complete()
+        return pairing
+
+    pairing = session.settle(pair)
     run = partial(
         evaluate_pairs,
         pairing.pairs,
@@ -471,8 +559,9 @@ def evaluate_paths(
         transform=transform,
         progress=progress,
         keep_scores=keep_scores,
+        session=session,
     )
-    if csv_path is None:
+    if csv_path is None or not session.is_main:
         report = run()
     else:
         with atomic_path(csv_path) as temp, temp.open("w", newline="") as handle:

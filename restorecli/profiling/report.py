@@ -14,6 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from restorecli.archs.nafnet import NAFNet
+from restorecli.archs.official import OfficialForward
+from restorecli.archs.restormer import Restormer
 from restorecli.engine.device import PRECISIONS, Precision, fallback_chain, is_out_of_memory
 from restorecli.engine.device import is_unsupported_operator, resolve_device
 from restorecli.engine.padding import round_up
@@ -204,6 +207,14 @@ def profile(
         count, tiles = counter.count((height, width))
         results.append(SizeResult(height, width, input_shape(target, batch, (height, width)), tiles, count.total))
     notes = _notes(target, plan, [size, *sizes])
+    if isinstance(shapes, Restormer | NAFNet):
+        official = count_macs(OfficialForward(shapes), macs.input_shape).total
+        if official != macs.total:
+            notes.append(
+                f"the official formulation does {official / 1e9:.2f} G MACs at {size[0]}x{size[1]}; restorecli's "
+                f"forward regroups it ({(official - macs.total) / 1e9:.2f} G fewer: attention folded into its "
+                "output projection), same weights and outputs"
+            )
     used_device = None
     if latency or memory:
         used_device, results = _run_sizes(target, results, device, plan, notes)
