@@ -29,7 +29,7 @@ import numpy as np
 from restorecli.errors import ConfigError, MetricError, RestoreError
 from restorecli.images import atomic_path, dtype_max, read_array, split_alpha, write_array
 from restorecli.metrics.pairing import Pair, Pairing, match_pairs
-from restorecli.metrics.psnr_ssim import psnr, ssim
+from restorecli.metrics.psnr_ssim import quality_metrics
 from restorecli.metrics.segmentation import (
     DEFAULT_DISTANCE,
     DEFAULT_IGNORE_INDEX,
@@ -189,16 +189,15 @@ def score_arrays(
         if pred_rgb.dtype != gt_rgb.dtype:
             raise MetricError(f"Expected the same bit depth, but got {pred_rgb.dtype} and {gt_rgb.dtype}")
         data_range = settings.data_range if settings.data_range is not None else float(dtype_max(gt_rgb.dtype))
-        for name in settings.image_metrics:
-            function = psnr if name == "psnr" else ssim
-            values[name] = function(
-                pred_rgb,
-                gt_rgb,
-                data_range=data_range,
-                crop_border=settings.crop_border,
-                y_channel=settings.y_channel,
-                round_y=settings.round_y,
-            )
+        values = quality_metrics(
+            pred_rgb,
+            gt_rgb,
+            settings.image_metrics,
+            data_range=data_range,
+            crop_border=settings.crop_border,
+            y_channel=settings.y_channel,
+            round_y=settings.round_y,
+        )
     stats: MaskStats | None = None
     if settings.mask_metrics:
         target = decode_target(gt, num_classes=settings.num_classes, ignore_index=settings.ignore_index)
