@@ -104,9 +104,11 @@ def basicsr_loop(source: Path, output: Path, size: int, step: int) -> int:
     """Cut every image of ``source`` into ``output`` as extract_subimages.py does, in one process."""
     output.mkdir(parents=True)
     written = 0
-    for path in sorted(source.iterdir()):
+    for path in list_images(source):
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         height, width = image.shape[:2]
+        if min(height, width) < size:
+            continue  # BasicSR would fail on it; restorecli's default policy skips it
         index = 0
         for top in window_starts(height, size, step, BASICSR_THRESH_SIZE):
             for left in window_starts(width, size, step, BASICSR_THRESH_SIZE):

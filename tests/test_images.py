@@ -47,13 +47,14 @@ def test_grey_and_alpha_round_trip(tmp_path: Path, pixels: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int) -> None:
+@pytest.mark.parametrize("suffix", [".png", ".webp"])  # PNG: eXIf chunk; WebP: RIFF EXIF chunk
+def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int, suffix: str) -> None:
     pixels = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
     exif = image.getexif()
     exif[0x0112] = orientation
-    path = tmp_path / "photo.png"
-    image.save(path, exif=exif)
+    path = tmp_path / f"photo{suffix}"
+    image.save(path, exif=exif, lossless=True)
     with Image.open(path) as reference:
         expected = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
     np.testing.assert_array_equal(read_array(path), expected)

@@ -1,0 +1,103 @@
+"""The bench/ scripts run end to end in their short modes: JSON structure and equality checks, no timings.
+
+Each script runs in a fresh interpreter as a user would (``python bench/x.py ... --json PATH``); one test
+function per script, built on :func:`run_bench`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from restorecli.images import write_array
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run_bench(tmp_path: Path, script: str, *args: str) -> dict:
+    """Run ``bench/<script> ARGS --json FILE`` (temp files under ``tmp_path``); the parsed JSON."""
+    output = tmp_path / f"{Path(script).stem}.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--json", str(output)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, f"{script} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return json.loads(output.read_text())
+
+
+def load_bench(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import ``bench/<name>.py`` (not a package) to test its helpers directly; forgotten after the test."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_eval_short_mode(tmp_path: Path) -> None:
+    result = run_bench(tmp_path, "bench_eval.py", "--pairs", "2", "--size", "48", "--workers", "1")
+    assert (result["pairs"], result["size"]) == (2, 48)
+    rows = result["rows"]
+    assert [row["name"] for row in rows] == ["scikit-image loop", "restore eval (CLI)", "evaluate_paths workers=1"]
+    assert [row["workers"] for row in rows] == [1, None, 1]
+    loop = rows[0]
+    assert 10 < loop["psnr"] < 60 and 0 < loop["ssim"] < 1  # noisy but related images
+    for row in rows:
+        assert row["seconds"] > 0 and row["cpu_s_per_pair"] > 0
+        assert row["pairs_per_s"] == pytest.approx(2 / row["seconds"])
+        assert row["speedup"] == pytest.approx(row["pairs_per_s"] / loop["pairs_per_s"])
+        # Checked here too, not only through the script's own verdict.
+        assert row["psnr"] == pytest.approx(loop["psnr"], abs=1e-9)
+        assert row["ssim"] == pytest.approx(loop["ssim"], abs=1e-9)
+        assert row["psnr_diff"] == pytest.approx(abs(row["psnr"] - loop["psnr"]), abs=1e-15)
+    assert result["means_agree"] is True
+
+
+def test_bench_crop_short_mode(tmp_path: Path) -> None:
+    args = ("--count", "2", "--width", "300", "--height", "260", "--size", "128", "--step", "64", "--workers", "1,2")
+    result = run_bench(tmp_path, "bench_crop.py", *args)
+    # Offsets 0, 64, 128 plus the border-flush one (172 across, 132 down): 4 x 4 patches per image.
+    assert (result["images"], result["size"], result["step"]) == (2, 128, 64)
+    assert [row["name"] for row in result["rows"]] == [
+        "BasicSR-style loop",
+        "restorecli workers=1",
+        "restorecli workers=2",
+    ]
+    for row in result["rows"]:
+        assert row["patches_per_s"] == pytest.approx(32 / row["seconds"])
+        assert row["ratio"] == pytest.approx(row["images_per_s"] / result["rows"][0]["images_per_s"])
+    assert [check["workers"] for check in result["checks"]] == [1, 2]
+    for check in result["checks"]:
+        assert check["patches"] == check["identical_pixels"] == 32
+        assert (check["missing"], check["extra"], check["different"], check["same"]) == ([], [], [], True)
+    assert result["same_outputs"] is True
+
+
+def test_crop_check_reports_differences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    compare = load_bench("bench_crop", monkeypatch).compare
+    pixels = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    for folder in ("theirs", "ours"):
+        write_array(tmp_path / folder / "a_s001.png", pixels)
+    write_array(tmp_path / "theirs" / "a_s002.png", pixels)
+    write_array(tmp_path / "ours" / "a_s002.png", pixels, png_compression=9)  # other bytes, same pixels
+    write_array(tmp_path / "theirs" / "a_s003.png", pixels)
+    write_array(tmp_path / "ours" / "a_s003.png", pixels[::-1])
+    write_array(tmp_path / "theirs" / "a_s004.png", pixels)
+    write_array(tmp_path / "ours" / "b_s001.png", pixels)
+    check = compare(tmp_path / "theirs", tmp_path / "ours", 1)
+    assert (check.identical_bytes, check.identical_pixels) == (1, 2)
+    assert (check.missing, check.extra, check.different) == (["a_s004.png"], ["b_s001.png"], ["a_s003.png"])
+    assert not check.same
