@@ -101,3 +101,17 @@ def test_crop_check_reports_differences(tmp_path: Path, monkeypatch: pytest.Monk
     assert (check.identical_bytes, check.identical_pixels) == (1, 2)
     assert (check.missing, check.extra, check.different) == (["a_s004.png"], ["b_s001.png"], ["a_s003.png"])
     assert not check.same
+
+
+def test_bench_performance_short_mode_compares_with_the_reference(tmp_path: Path) -> None:
+    result = run_bench(tmp_path, "bench_performance.py", "--short", "--models", "restormer:tiny", "--sizes", "40x56")
+    assert result["matmul_peak_gflops"]["fp32"] > 0 and result["matmul_peak_gflops"]["bf16"] > 0
+    rows = {row["mode"]: row for row in result["rows"]}
+    assert set(rows) == {"reference", "fp32", "bf16"}
+    assert all(row["seconds"] > 0 and row["peak_mib"] > 0 and row["gflops"] > 0 for row in rows.values())
+    assert rows["fp32"]["speedup"] > 0 and rows["fp32"]["memory_ratio"] > 0
+    # The same weights and image: restorecli fp32 equals the official path to float rounding (no tiles
+    # at this size), and bf16 stays close to fp32.
+    assert rows["fp32"]["psnr_against"] == "reference" and rows["fp32"]["psnr"] > 100
+    assert rows["bf16"]["psnr_against"] == "fp32" and 30 < rows["bf16"]["psnr"] < 100
+    assert rows["fp32"]["extra"]["product_gflops"] > 0  # the conv/matmul efficiency case ran

@@ -340,7 +340,7 @@ def restore_tensor(
             on the CPU).
         channels_last: feed tiles in channels-last memory format; None follows the architecture's
             preference (``descriptor.channels_last``), since the gain depends on the network: on the
-            CPU it made NAFNet about 30% faster and Restormer about 15% slower (bench/bench_inference.py).
+            CPU it made NAFNet about 30% and Restormer 57% faster (``bench/bench_performance.py --levers``).
         fallback: move to the next device when this one fails (announced); False raises DeviceError.
 
     Raises:

@@ -43,8 +43,9 @@ class ArchSpec:
         inferrer: state dict -> config, or None when the keys are not this family's.
         local: True when an output pixel depends only on a bounded neighbourhood.
         tlc_variant: the registry name of this family's test-time-local-converter variant.
-        channels_last: inference is faster on channels-last inputs (NAFNet ~30% on the CPU, Restormer
-            ~15% slower; bench/bench_inference.py), so the engine uses it by default.
+        channels_last: inference is faster on channels-last inputs, so the engine uses it by default
+            (CPU, ``bench/bench_performance.py --levers``: Restormer 1.57x with its regrouped forward,
+            NAFNet ~30%).
     """
 
     name: str
@@ -252,6 +253,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             padding_rule=lambda config: (8, "reflect"),
             channel_rule=_restormer_channels,
             inferrer=_infer_restormer,
+            channels_last=True,
         ),
         ArchSpec(
             name="nafnet",
