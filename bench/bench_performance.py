@@ -182,20 +182,26 @@ def product_efficiency(run: Callable, x) -> dict[str, float]:  # type: ignore[no
     return {"product_gflops": flops / seconds / 1e9 if seconds else 0.0, "product_seconds": seconds}
 
 
+def proc_mib(path: str, key: str) -> float | None:
+    """A ``key: N kB`` line of a Linux /proc file, in MiB; None where it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith(f"{key}:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_mib() -> float:
     """This process's peak resident memory in MiB.
 
     ``VmHWM`` belongs to the process image since its ``exec``; ``ru_maxrss`` would also count the
     launching benchmark process, whose peak Linux carries over through ``vfork`` + ``exec``.
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = proc_mib("/proc/self/status", "VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_row(args: argparse.Namespace) -> dict[str, object]:
@@ -274,14 +280,8 @@ def measure(
 
 def available_mib() -> float:
     """MemAvailable in MiB (Linux); infinity where it cannot be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return math.inf
+    available = proc_mib("/proc/meminfo", "MemAvailable")
+    return available if available is not None else math.inf
 
 
 def run_case(
