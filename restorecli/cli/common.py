@@ -41,6 +41,17 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_FAILURE)
 
 
+def job_exit(failure: str | None, is_main: bool) -> typer.Exit | None:
+    """The exit for a failed run: ``Error: ...`` printed now by rank 0 only, exit code 1 on every rank.
+
+    Shared by the inference commands and ``restore eval``; made while the torchrun session is open,
+    raised after it closes.
+    """
+    if failure is None:
+        return None
+    return fail(failure) if is_main else typer.Exit(EXIT_FAILURE)
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Translate RestoreError into one ``Error: ...`` line on stderr and exit code 1."""
 

@@ -18,9 +18,9 @@ from restorecli.cli.common import (
     TileOverlapOption,
     WorkersOption,
     format_table,
+    job_exit,
     reports_errors,
 )
-from restorecli.cli.inference import job_exit
 
 if TYPE_CHECKING:
     from restorecli.engine.distributed import Session

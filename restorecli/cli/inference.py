@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from restorecli.cli.common import (
-    EXIT_FAILURE,
     DeviceOption,
     PrecisionOption,
     TileOption,
     TileOverlapOption,
-    fail,
+    job_exit,
     reports_errors,
 )
 
@@ -109,16 +108,6 @@ def _summary(job: JobReport, output_dir: Path) -> str:
         f"{job.model} on {where}: {report.succeeded} restored, {report.skipped} skipped, "
         f"{report.failed} failed in {report.seconds:.1f} s -> {output_dir}"
     )
-
-
-def job_exit(failure: str | None, is_main: bool) -> typer.Exit | None:
-    """The exit for a failed run: ``Error: ...`` printed now by rank 0 only, exit code 1 on every rank.
-
-    Shared with ``restore eval``; made while the torchrun session is open, raised after it closes.
-    """
-    if failure is None:
-        return None
-    return fail(failure) if is_main else typer.Exit(EXIT_FAILURE)
 
 
 def register(app: typer.Typer) -> None:
