@@ -14,7 +14,7 @@ from torch import nn
 
 from restorecli.archs import official
 from restorecli.archs.nafnet import NAFBlock
-from restorecli.archs.restormer import Attention
+from restorecli.archs.restormer import Attention, FeedForward
 from restorecli.zoo.architectures import build_model
 
 
@@ -71,16 +71,36 @@ def test_nafnet_equals_the_official_computation(arch: str, channels_last: bool) 
     _compare(model, x, channels_last)
 
 
-def test_attention_gradients_equal_the_official_computation() -> None:
-    # Training uses the same forward: its gradients must match the official formulation's too.
-    attn = Attention(8, 2, bias=True).double()
+def _nafnet_block() -> NAFBlock:
+    block = NAFBlock(4).double()
+    _randomise(block)
+    return block
+
+
+GRADIENT_CASES = {
+    "mdta": (lambda: Attention(8, 2, bias=True).double(), official.restormer_attention),
+    "gdfn": (lambda: FeedForward(8, 2.66, bias=True).double(), official.restormer_feed_forward),
+    "nafblock": (_nafnet_block, official.nafnet_block),
+}
+
+
+@pytest.mark.parametrize("case", GRADIENT_CASES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_block_gradients_equal_the_official_computation(case: str, channels_last: bool) -> None:
+    # Training uses the same forwards: their gradients must match the official formulation's too.
+    make, official_forward = GRADIENT_CASES[case]
+    module = make()
     with torch.no_grad():
-        attn.temperature.copy_(torch.tensor([[[1.5]], [[0.7]]]))
-    x = torch.randn(1, 8, 6, 5, dtype=torch.float64, requires_grad=True)
-    ours = torch.autograd.grad(attn(x).square().sum(), [x, *attn.parameters()])
-    official_grads = torch.autograd.grad(official.restormer_attention(attn, x).square().sum(), [x, *attn.parameters()])
-    for mine, theirs in zip(ours, official_grads, strict=True):
-        torch.testing.assert_close(mine, theirs)
+        for parameter in module.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)  # off the 0/1 initialisation
+    x = torch.randn(2, 8 if case != "nafblock" else 4, 6, 5, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    ours = torch.autograd.grad(module(x).square().sum(), [x, *module.parameters()])
+    theirs = torch.autograd.grad(official_forward(module, x).square().sum(), [x, *module.parameters()])
+    for mine, reference in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(mine, reference)
 
 
 def test_official_wrapper_rejects_other_modules() -> None:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restorecli.archs.ops import depthwise_halves, is_channels_last, pointwise_halves
 from restorecli.errors import ConfigError
 
 LayerNormType = Literal["WithBias", "BiasFree"]
@@ -73,7 +74,8 @@ class FeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        """``project_out(gelu(x1) * x2)`` over the halves of ``dwconv(project_in(x))``, each its own map."""
+        gate, value = depthwise_halves(self.dwconv, pointwise_halves(self.project_in, x))
         return self.project_out(F.gelu(gate) * value)
 
 
@@ -255,7 +257,7 @@ class Restormer(nn.Module):
 
     def forward(self, inp_img: Tensor) -> Tensor:
         # Shuffles and concatenations return standard-layout maps: keep the input's memory format.
-        layout = torch.channels_last if _is_channels_last(inp_img) else torch.contiguous_format
+        layout = torch.channels_last if is_channels_last(inp_img) else torch.contiguous_format
 
         def keep(x: Tensor) -> Tensor:
             return x.contiguous(memory_format=layout)
@@ -272,7 +274,3 @@ class Restormer(nn.Module):
             return self.output(dec1 + self.skip_conv(embedded))
         return self.output(dec1) + inp_img
 
-
-def _is_channels_last(x: Tensor) -> bool:
-    """Whether a 4-D map is stored channels-last (and more than one channel makes it differ)."""
-    return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
