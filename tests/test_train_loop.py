@@ -16,6 +16,7 @@ from restorecli.cli.app import app
 from restorecli.errors import CheckpointError, ConfigError
 from restorecli.images import write_array
 from restorecli.train import checkpoint as ckpt
+from restorecli.train.export import export_run
 from restorecli.train.loop import train
 from restorecli.train.recipe import Recipe, recipe_from_dict
 from restorecli.train.trainer import Trainer
@@ -26,6 +27,7 @@ CARD_KEYS = {
     "name",
     "arch",
     "config",
+    "pad_mode",
     "task",
     "recipe",
     "data",
@@ -103,9 +105,37 @@ def test_a_short_run_lowers_the_loss_and_exports_a_loadable_model(data: Path) ->
 
     descriptor = load_descriptor(export.weights)
     assert descriptor.arch == "nafnet" and descriptor.task == "denoise" and descriptor.config == card["config"]
+    assert card["pad_mode"] == descriptor.pad_mode == "constant"  # NAFNet's official zeros: the recipe left it
     final = ckpt.load_checkpoint(ckpt.latest_checkpoint(result.run_dir))
     for key, value in descriptor.module.state_dict().items():
         assert torch.equal(value, final["ema"][key])
+
+
+def test_the_recipe_pad_mode_reaches_validation_the_card_and_the_loader(data: Path) -> None:
+    # Validation crops of 22 px are not a multiple of the tiny NAFNet's 4: the padding shows in the scores.
+    validation = {"every": 2, "clean": str(data / "clean"), "max_images": 2, "crop": 22, "final_max_images": 2,
+                  "final_crop": 22, "degradation": {"kind": "noise", "params": {"sigma": 20.0}}}
+    cards, weights = {}, {}
+    for mode in ("constant", "reflect"):
+        model = {"arch": "nafnet", "config": "tiny", "pad_mode": mode}
+        recipe = make_recipe(data, run=mode, iterations=2, model=model, validation=validation)
+        assert Trainer(recipe, torch.device("cpu")).pad_mode == mode
+        export = train(recipe, progress=False).export
+        assert export is not None
+        cards[mode], weights[mode] = json.loads(export.card.read_text()), load_file(str(export.weights))
+        assert cards[mode]["pad_mode"] == load_descriptor(export.weights).pad_mode == mode
+    assert all(torch.equal(weights["constant"][key], weights["reflect"][key]) for key in weights["constant"])
+    assert cards["constant"]["val"]["psnr"] != cards["reflect"]["val"]["psnr"]  # same weights, other borders
+    # Exporting the zero-padded run again with the override reproduces the reflect run's card.
+    again = export_run(data / "constant", out_dir=data / "again", overrides=["model.pad_mode=reflect"])
+    assert again.card_data["pad_mode"] == "reflect" and again.card_data["recipe"]["model"]["pad_mode"] == "reflect"
+    assert again.card_data["val"] == cards["reflect"]["val"]
+
+    export.card.write_text(json.dumps({**cards["reflect"], "pad_mode": "zeros"}))
+    with pytest.raises(CheckpointError, match="pad_mode.*'zeros'"):
+        load_descriptor(export.weights)
+    with pytest.raises(ConfigError, match="model.pad_mode to be one of"):
+        make_recipe(data, model={"arch": "nafnet", "config": "tiny", "pad_mode": "zeros"})
 
 
 def test_checkpoints_load_with_weights_only_and_keep_the_newest(data: Path) -> None:

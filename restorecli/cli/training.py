@@ -19,7 +19,10 @@ RecipeArgument = Annotated[
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", help="Override a recipe value, key.sub=value, typed as TOML (repeatable): --set optim.lr=5e-4."
+        "--set",
+        help="Override a recipe value, key.sub=value, typed as TOML (repeatable): --set optim.lr=5e-4. "
+        "With --export it changes the run's recorded recipe before the final validation "
+        "(--set model.pad_mode=reflect).",
     ),
 ]
 IterationsOption = Annotated[int | None, typer.Option("--iterations", min=1, help="Override schedule.iterations.")]
@@ -85,7 +88,7 @@ def train(
     if export is not None:
         from restorecli.train.export import export_run
 
-        result = export_run(export, out_dir=out, device=device)
+        result = export_run(export, out_dir=out, device=device, overrides=set_values or ())
         _report({"weights": str(result.weights), "card": str(result.card), "val": result.card_data["val"]}, as_json)
         return
     if recipe is None:

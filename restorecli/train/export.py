@@ -8,8 +8,10 @@ set (``validation.final_crop`` / ``final_max_images``), measured here with the E
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +23,7 @@ from restorecli.errors import CheckpointError
 from restorecli.images import atomic_path
 from restorecli.train import checkpoint as ckpt
 from restorecli.train.data import build_validation_set
-from restorecli.train.recipe import Recipe, recipe_from_dict
+from restorecli.train.recipe import Recipe, parse_override, recipe_from_dict, set_value
 from restorecli.train.validate import validate
 from restorecli.zoo.architectures import build_model, get_arch
 
@@ -44,13 +46,17 @@ def task_of(recipe: Recipe) -> str | None:
     return TASK_BY_DEGRADATION.get(recipe.degradation.kind) if recipe.degradation else None
 
 
-def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None = None) -> ExportResult:
+def export_run(
+    run_dir: Path, *, out_dir: Path | None = None, device: str | None = None, overrides: Sequence[str] = ()
+) -> ExportResult:
     """Write the latest checkpoint's EMA weights and model card into ``out_dir`` (default: the run folder).
 
     Args:
         run_dir: a run folder holding ``checkpoints/``.
         out_dir: where to write ``<name>.safetensors`` and ``<name>.json``.
         device: device for the final validation (default: the recipe's).
+        overrides: ``key.sub=value`` changes to the run's recipe before the final validation, e.g.
+            ``model.pad_mode=reflect`` or ``validation.final_crop=256``; the card records the result.
 
     Raises:
         CheckpointError: the run has no checkpoint, or it does not fit its recorded architecture.
@@ -62,7 +68,10 @@ def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None
     if latest is None:
         raise CheckpointError(f"Expected a run folder with checkpoints/iter_*.pt, but found none ({run_dir})")
     state = ckpt.load_checkpoint(latest)
-    recipe = recipe_from_dict(state["recipe"], source=str(latest))
+    raw = copy.deepcopy(state["recipe"])
+    for override in overrides:
+        set_value(raw, *parse_override(override))
+    recipe = recipe_from_dict(raw, source=str(latest))
     spec = get_arch(state["arch"])
     model = build_model(spec, state["config"])
     try:
@@ -72,13 +81,13 @@ def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None
             f"Expected EMA weights of {spec.name} {state['config']}, but loading failed: {exc} ({latest})"
         ) from exc
 
+    multiple, mode = spec.padding(state["config"], recipe.model.pad_mode)
     val: dict[str, Any] | None = None
     if recipe.validation is not None:
         section = dataclasses.replace(
             recipe.validation, crop=recipe.validation.final_crop, max_images=recipe.validation.final_max_images
         )
         target = resolve_device(device or recipe.runtime.device)
-        multiple, mode = spec.padding(state["config"])
         items = build_validation_set(section, recipe, spec.channels(state["config"])[0])
         scores = validate(
             model.to(target),
@@ -95,8 +104,9 @@ def export_run(run_dir: Path, *, out_dir: Path | None = None, device: str | None
         "name": recipe.name,
         "arch": spec.name,
         "config": state["config"],
+        "pad_mode": mode,  # how the zoo loader pads inputs for this model (the card's validation did so)
         "task": task_of(recipe),
-        "recipe": state["recipe"],
+        "recipe": raw,
         "data": state["data"],
         "iterations": int(state["iteration"]),
         "wall_time_s": round(float(state["wall_time_s"]), 1),

@@ -30,6 +30,7 @@ else:  # pragma: no cover - Python 3.10 only
 LossKind = Literal["l1", "charbonnier", "psnr"]
 Precision = Literal["fp32", "bf16"]
 InputFormat = Literal["png", "npy"]
+PadMode = Literal["reflect", "constant"]  # the engine's modes (restorecli.zoo.descriptor; that module needs torch)
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,15 @@ class ModelSection:
 
     ``weights`` (a ``.pth``/``.pt``/``.safetensors`` file, e.g. an exported default or an official
     checkpoint) initialises the network for fine-tuning; it must fit the architecture exactly.
+    ``pad_mode`` (``reflect`` or ``constant``) is how validation and, through the model card,
+    inference pad an image to the architecture's size multiple; unset keeps the architecture's
+    official rule (NAFNet pads with zeros, which leaves a dark edge for the network to see).
     """
 
     arch: str
     config: str | dict[str, Any] | None = None
     weights: str | None = None
+    pad_mode: PadMode | None = None
 
 
 @dataclass(frozen=True)
@@ -314,7 +319,10 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        for option in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # an optional field: the one type's own message is the useful one
+            return _coerce(options[0], value, source, key)
+        for option in options:
             try:
                 return _coerce(option, value, source, key)
             except ConfigError:

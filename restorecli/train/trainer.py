@@ -33,7 +33,7 @@ class Trainer:
         self.arch = get_arch(recipe.model.arch)
         self.config = resolve_config(self.arch, recipe.model.config)
         self.channels = self.arch.channels(self.config)[0]
-        self.multiple, self.pad_mode = self.arch.padding(self.config)
+        self.multiple, self.pad_mode = self.arch.padding(self.config, recipe.model.pad_mode)
         _seed_all(recipe.seed)
         channels_last = recipe.runtime.channels_last
         if channels_last is None:

@@ -80,9 +80,14 @@ class ArchSpec:
         """Construct the module (on the current default device) from a config."""
         return self.builder(**self.complete(kwargs))
 
-    def padding(self, kwargs: Mapping[str, Any]) -> tuple[int, PadMode]:
-        """The official padding rule: inputs are padded bottom/right to ``multiple`` with ``mode``."""
-        return self.padding_rule(self.complete(kwargs))
+    def padding(self, kwargs: Mapping[str, Any], mode: PadMode | None = None) -> tuple[int, PadMode]:
+        """Inputs are padded bottom/right to ``multiple`` with ``mode``: the official rule unless ``mode`` is given.
+
+        A model card (``pad_mode``, from its training recipe) may choose the mode; the multiple is
+        the network's own constraint.
+        """
+        multiple, official = self.padding_rule(self.complete(kwargs))
+        return multiple, mode or official
 
     def channels(self, kwargs: Mapping[str, Any]) -> tuple[int, int]:
         """Image channels ``(in, out)``: 1 grey, 3 RGB, 6 dual-pixel pair."""

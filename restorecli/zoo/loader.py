@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 
 from restorecli.errors import CheckpointError, UnknownModelError, WeightsNotFoundError
 from restorecli.zoo import architectures, download, pretrained
-from restorecli.zoo.descriptor import ModelDescriptor
+from restorecli.zoo.descriptor import ModelDescriptor, PadMode
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
@@ -79,6 +80,11 @@ def read_model_card(weights_path: Path) -> dict[str, Any] | None:
         raise CheckpointError(f"Expected a JSON model card, but reading failed: {exc} ({card_path})") from exc
     if not isinstance(card, dict) or "arch" not in card or "config" not in card:
         raise CheckpointError(f"Expected 'arch' and 'config' in the model card ({card_path})")
+    if card.get("pad_mode") not in (None, *typing.get_args(PadMode)):
+        raise CheckpointError(
+            f"Expected the model card's pad_mode among {list(typing.get_args(PadMode))}, "
+            f"but got {card['pad_mode']!r} ({card_path})"
+        )
     return card
 
 
@@ -159,11 +165,15 @@ def describe(
     kwargs: dict[str, Any],
     task: str | None = None,
     extra: dict[str, Any] | None = None,
+    pad_mode: PadMode | None = None,
 ) -> ModelDescriptor:
-    """Wrap a built module in the descriptor the engine reads (constraints from its ArchSpec)."""
+    """Wrap a built module in the descriptor the engine reads (constraints from its ArchSpec).
+
+    ``pad_mode`` overrides the architecture's official padding mode (a model card's choice).
+    """
     spec = architectures.get_arch(arch)
     in_channels, out_channels = spec.channels(kwargs)
-    multiple, mode = spec.padding(kwargs)
+    multiple, mode = spec.padding(kwargs, pad_mode)
     return ModelDescriptor(
         module=module,
         name=name,
@@ -232,4 +242,5 @@ def _load_checkpoint(
     use_tlc = entry.tlc if (tlc is None and entry is not None) else bool(tlc)
     arch = architectures.local_variant(arch) if use_tlc else arch
     module, kwargs = build_and_load(arch, config, state, str(path))
-    return describe(module, name, arch, kwargs, task, extra)
+    pad_mode = extra["card"].get("pad_mode") if "card" in extra else None
+    return describe(module, name, arch, kwargs, task, extra, pad_mode)
