@@ -96,8 +96,9 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
     import numpy as np
     import torch
 
-    from restorecli.engine import restore_array, restore_files, restore_tensor
+    from restorecli.engine.batch import restore_files
     from restorecli.engine.padding import pad_to_multiple
+    from restorecli.engine.runner import restore_array, restore_tensor
     from restorecli.images import read_array, write_array
 
     if args.threads:
@@ -165,7 +166,7 @@ def tiling_psnr(args: argparse.Namespace) -> None:
     import torch
 
     from restorecli import load_model
-    from restorecli.engine import restore_array
+    from restorecli.engine.runner import restore_array
     from restorecli.images import list_images, read_array
     from restorecli.metrics.psnr_ssim import psnr
 

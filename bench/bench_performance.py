@@ -142,8 +142,8 @@ def make_runner(descriptor, lever: dict[str, str], precision: str) -> Callable: 
     import torch.nn.functional as F
 
     from restorecli.archs.official import OfficialForward
-    from restorecli.engine import restore_tensor
     from restorecli.engine.allocator import keep_freed_memory
+    from restorecli.engine.runner import restore_tensor
 
     if lever["allocator"] == "keep":
         keep_freed_memory()

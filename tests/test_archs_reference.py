@@ -14,7 +14,7 @@ from torch import nn
 
 from restorecli.archs import official
 from restorecli.archs.nafnet import NAFBlock
-from restorecli.archs.restormer import Attention, FeedForward
+from restorecli.archs.restormer import Attention, FeedForward, head_grams
 from restorecli.zoo.architectures import build_model
 
 
@@ -101,6 +101,21 @@ def test_block_gradients_equal_the_official_computation(case: str, channels_last
     theirs = torch.autograd.grad(official_forward(module, x).square().sum(), [x, *module.parameters()])
     for mine, reference in zip(ours, theirs, strict=True):
         torch.testing.assert_close(mine, reference)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_head_grams_agree_on_both_routes(heads: int) -> None:
+    # fp32 reads per-head views; other dtypes take the full product's diagonal blocks.
+    generator = torch.Generator().manual_seed(heads)
+    query, key = torch.randn(2, 2, 30, 8, generator=generator, dtype=torch.float64).unbind(0)
+    per_head = 8 // heads
+    expected = torch.stack(
+        [query[:, :, h * per_head : (h + 1) * per_head].mT @ key[:, :, h * per_head : (h + 1) * per_head]
+         for h in range(heads)],
+        dim=1,
+    )
+    torch.testing.assert_close(head_grams(query, key, heads), expected)  # float64: the block route
+    torch.testing.assert_close(head_grams(query.float(), key.float(), heads), expected.float())
 
 
 def test_official_wrapper_rejects_other_modules() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import sys
 import types
 import typing
@@ -249,3 +250,19 @@ def test_save_folder_may_not_be_the_ground_truth(tmp_path: Path) -> None:
     args = ["eval", "--model", "x.pth", "--input", str(tmp_path / "in"), "--gt", str(tmp_path / "gt")]
     result = runner.invoke(app, [*args, "--save", str(tmp_path / "gt")])
     assert result.exit_code == 1 and "would overwrite" in result.output
+
+
+def test_scoring_files_does_not_import_torch(image_set: tuple[Path, Path]) -> None:
+    # Plain scoring needs no network: loading torch would add seconds of start-up to every call.
+    pred_dir, gt_dir = image_set
+    script = (
+        "import sys\n"
+        "from restorecli.cli.app import app\n"
+        "try:\n"
+        f"    app(['eval', {str(pred_dir)!r}, '--gt', {str(gt_dir)!r}, '--workers', '1'])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stdout + result.stderr

@@ -23,7 +23,7 @@ import torch
 from typer.testing import CliRunner
 
 from restorecli.cli.app import app
-from restorecli.engine import distributed
+from restorecli.engine import device, distributed
 from restorecli.engine.distributed import DistContext, Session, detect, rank_device, shard
 from restorecli.errors import ConfigError, DeviceError, ImageReadError, RestoreError
 from restorecli.images import write_array
@@ -68,7 +68,7 @@ def test_detect_reads_torchrun_environment() -> None:
 
 def test_rank_device_is_cuda_local_rank_only_for_auto_or_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     rank = DistContext(rank=3, world_size=4, local_rank=1, local_world_size=2)
-    monkeypatch.setattr(distributed, "cuda_available", lambda: True)
+    monkeypatch.setattr(device, "cuda_available", lambda: True)
     assert [rank_device(request, rank) for request in ("auto", "cuda", "cpu", "cuda:0")] == [
         "cuda:1",
         "cuda:1",
@@ -76,7 +76,7 @@ def test_rank_device_is_cuda_local_rank_only_for_auto_or_cuda(monkeypatch: pytes
         "cuda:0",
     ]
     assert rank_device("auto", DistContext()) == "auto"  # one process: the request as it was
-    monkeypatch.setattr(distributed, "cuda_available", lambda: False)
+    monkeypatch.setattr(device, "cuda_available", lambda: False)
     assert rank_device("auto", rank) == "auto"
 
 

@@ -175,6 +175,23 @@ def test_automatic_tiles_fit_the_free_memory(monkeypatch: pytest.MonkeyPatch) ->
     torch.testing.assert_close(result, official(descriptor, x), rtol=0, atol=1e-5)
 
 
+class WeightSliceNet(nn.Module):
+    """Its widest map comes from a functional convolution through a weight slice, as GDFN's halves do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wide = nn.Conv2d(3, 40, 1)
+        self.narrow = nn.Conv2d(20, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.narrow(nn.functional.conv2d(x, self.wide.weight[:20], self.wide.bias[:20]))
+
+
+def test_the_memory_estimate_sees_functional_convolutions() -> None:
+    # No module hook sees the 20-channel half (``wide`` is never called): 20 x 4 bytes per pixel.
+    assert estimate_bytes_per_pixel(describe(WeightSliceNet())) == runner._ACTIVATION_FACTOR * 20 * 4
+
+
 def test_automatic_tiling_of_a_global_model_is_announced(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,11 +1,13 @@
 """Tensor operations shared by the fast forwards of Restormer and NAFNet.
 
-Half-width convolutions: both networks end a branch with ``f(x1) * x2`` over the two channel halves of one convolution's
-output (GDFN's GELU gate, NAFNet's SimpleGate). On a channels-last map those halves are strided
-views, and element-wise kernels over them run 1.6-2.5x slower than over contiguous maps (GELU 36 vs
-14 ms on a 255-channel 256x256 half, 2 threads). Running the convolution once per half with the
-matching weight slices gives two contiguous maps for the same arithmetic: the weights are the
-module's own parameters (slices are views), so state dicts and gradients are unchanged.
+Convolutions by parts: GDFN ends with ``gelu(x1) * x2`` over the two channel halves of one
+depth-wise convolution's output, and MDTA splits its ``qkv`` map in three. On a channels-last map
+such parts are strided views: element-wise kernels over them run 1.6-2.5x slower than over
+contiguous maps (GELU 36 vs 14 ms on a 255-channel 256x256 half, 2 threads), and bf16 matrix
+products copy them first. Computing each part as its own map with the matching weight slices gives
+contiguous maps for the same arithmetic; the slices are views of the module's own parameters, so
+state dicts and gradients are unchanged. Finishing one part before the next also keeps fewer wide
+maps alive at once.
 """
 
 from __future__ import annotations
@@ -20,26 +22,14 @@ def is_channels_last(x: Tensor) -> bool:
     return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _half(conv: nn.Conv2d, index: int) -> tuple[Tensor, Tensor | None]:
-    """Weight and bias slices for output channels of half ``index`` (0 or 1)."""
-    size = conv.out_channels // 2
+def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int) -> Tensor:
+    """Output channels of part ``index`` of ``parts`` equal parts of a dense or depth-wise ``conv``, as one map.
+
+    A dense convolution (``groups=1``) reads all of ``x``; a depth-wise one (``groups`` equal to
+    its channels) takes ``x`` = the matching part of its input.
+    """
+    size = conv.out_channels // parts
     part = slice(index * size, (index + 1) * size)
-    return conv.weight[part], None if conv.bias is None else conv.bias[part]
-
-
-def pointwise_halves(conv: nn.Conv2d, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``conv(x).chunk(2, dim=1)`` for a dense (``groups=1``) convolution, as two contiguous maps."""
-    first, second = (
-        F.conv2d(x, *_half(conv, index), conv.stride, conv.padding, conv.dilation, conv.groups) for index in (0, 1)
-    )
-    return first, second
-
-
-def depthwise_halves(conv: nn.Conv2d, halves: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    """A depth-wise ``conv`` (``groups == channels``) applied to the two channel halves of its input."""
-    groups = conv.out_channels // 2
-    first, second = (
-        F.conv2d(half, *_half(conv, index), conv.stride, conv.padding, conv.dilation, groups)
-        for index, half in enumerate(halves)
-    )
-    return first, second
+    groups = size if conv.groups == conv.out_channels > 1 else conv.groups
+    bias = None if conv.bias is None else conv.bias[part]
+    return F.conv2d(x, conv.weight[part], bias, conv.stride, conv.padding, conv.dilation, groups)

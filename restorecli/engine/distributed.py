@@ -22,15 +22,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
-from restorecli.engine.device import cuda_available
 from restorecli.errors import ConfigError, DeviceError, RestoreError
+
+if TYPE_CHECKING:
+    import torch.distributed as dist
+
+# torch (and torch.distributed) is imported where a collective or a device query runs: a single
+# process, such as a plain `restore eval` scoring files, never pays the few CPU-seconds it costs.
 
 logger = logging.getLogger("restorecli.engine")
 T = TypeVar("T")
@@ -118,8 +121,11 @@ def rank_device(request: str, context: DistContext) -> str:
     One GPU per process is torchrun's convention. Any other request (``cpu``, ``mps``, ``cuda:N``,
     ``auto`` without CUDA) is kept as given, and a single process keeps its request unchanged.
     """
-    if context.distributed and request.strip().lower() in ("auto", "cuda") and cuda_available():
-        return f"cuda:{context.local_rank}"
+    if context.distributed and request.strip().lower() in ("auto", "cuda"):
+        from restorecli.engine.device import cuda_available
+
+        if cuda_available():
+            return f"cuda:{context.local_rank}"
     return request
 
 
@@ -251,6 +257,8 @@ class Session:
         """
         if not self.distributed:
             return function()
+        import torch.distributed as dist
+
         stage = 0 if self.context.is_main else 1 if self.context.local_rank == 0 else 2
         result: T | None = None
         error: RestoreError | None = None
@@ -270,6 +278,8 @@ class Session:
         """Every rank's ``value``, in rank order, on every rank (picklable values)."""
         if not self.distributed:
             return [value]
+        import torch.distributed as dist
+
         values: list[T | None] = [None] * self.context.world_size
         dist.all_gather_object(values, value)
         return values  # type: ignore[return-value]  # filled by all_gather_object
@@ -278,6 +288,8 @@ class Session:
         """Every rank's ``value`` in rank order on rank 0; None on the other ranks."""
         if not self.distributed:
             return [value]
+        import torch.distributed as dist
+
         values: list[T | None] | None = [None] * self.context.world_size if self.is_main else None
         dist.gather_object(value, values, dst=0)
         return values  # type: ignore[return-value]  # filled by gather_object on rank 0
@@ -286,6 +298,8 @@ class Session:
         """Run ``function`` on rank 0 and give every rank its result, or raise its RestoreError on every rank."""
         if not self.distributed:
             return function()
+        import torch.distributed as dist
+
         shared: list[object] = [None, None]
         if self.is_main:
             try:
@@ -302,6 +316,9 @@ class Session:
         """Element-wise sum of an integer array over all ranks (all-reduce; exact, same shape everywhere)."""
         if not self.distributed:
             return array
+        import torch
+        import torch.distributed as dist
+
         tensor = torch.from_numpy(np.array(array, dtype=np.int64))
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.numpy()
@@ -328,6 +345,10 @@ def _backend(device: str) -> str:
     Every collective here moves Python objects or CPU counters, which PyTorch routes to the CPU
     backend of a ``cpu:gloo,cuda:nccl`` group; the NCCL half is what a caller's GPU tensors would use.
     """
+    import torch.distributed as dist
+
+    from restorecli.engine.device import cuda_available
+
     if device.strip().lower().startswith("cuda") and cuda_available() and dist.is_nccl_available():
         return "cpu:gloo,cuda:nccl"
     return "gloo"
@@ -335,6 +356,9 @@ def _backend(device: str) -> str:
 
 def _join(context: DistContext, device: str, timeout: timedelta) -> dist.Store:
     """Rendezvous through torchrun's store, start the process group, and return a store for our keys."""
+    import torch
+    import torch.distributed as dist
+
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
     if missing:
         raise ConfigError(f"Expected {' and '.join(missing)} in the environment (set by torchrun), but it is unset")
@@ -383,6 +407,8 @@ def session(
     if not context.distributed:
         yield Session(context)
         return
+    import torch.distributed as dist
+
     store = _join(context, device, timeout)
     try:
         yield Session(context, store)

@@ -28,7 +28,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from restorecli.engine.allocator import keep_freed_memory
 from restorecli.engine.device import (
@@ -59,6 +61,9 @@ _UNKNOWN_CPU_MEMORY = 4 << 30
 # memory grows with the image; the per-pixel estimate errs high, so the real peak is about half.
 # bench/bench_performance.py measures the effect.
 CPU_WORK_BUDGET = 2 << 30
+_CONVOLUTIONS = frozenset(
+    {F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
+)
 # Peak memory of a forward pass in units of its widest single layer output: measured peaks on the
 # CPU were 6x (Restormer) to 11x (NAFNet, whose skips and gates stay alive) that width; 12 errs high.
 _ACTIVATION_FACTOR = 12
@@ -116,8 +121,11 @@ def _cpu_available_memory() -> int:
 def estimate_bytes_per_pixel(descriptor: ModelDescriptor) -> float:
     """Peak activation bytes per input pixel of one forward pass, from a small probe (cached per module).
 
-    Runs the model in fp32 on a ``32 x 32`` (rounded up to the padding multiple) input with forward
-    hooks and takes :data:`_ACTIVATION_FACTOR` times the widest layer output per pixel. Coarse by
+    Runs the model in fp32 on a ``32 x 32`` (rounded up to the padding multiple) input, watching the
+    output of every convolution, whether a module layer or a functional call through its weights (the
+    networks' maps are born in convolutions; element-wise results are no wider than their inputs,
+    and weight-sized tensors are not counted), and takes :data:`_ACTIVATION_FACTOR` times the widest
+    one per pixel. Coarse by
     design: the estimate only sizes automatic tiles, and running out of memory anyway triggers
     smaller tiles. Every precision uses the fp32 estimate: autocast keeps norms and residual sums in
     fp32, so half precision does not halve the peak (Restormer at 1024x1024 on the CPU: 1222 MiB in
@@ -128,23 +136,25 @@ def estimate_bytes_per_pixel(descriptor: ModelDescriptor) -> float:
     if key not in cached:
         side = round_up(_PROBE_SIDE, descriptor.pad_multiple)
         probe = torch.zeros(1, descriptor.in_channels, side, side).to(descriptor.device)
-        widest = 0
-
-        def record(_module: nn.Module, _inputs: object, output: object) -> None:
-            nonlocal widest
-            if isinstance(output, Tensor):
-                widest = max(widest, output.numel() * output.element_size())
-
-        leaves = [m for m in descriptor.module.modules() if next(m.children(), None) is None]
-        handles = [leaf.register_forward_hook(record) for leaf in leaves]
-        try:
-            with torch.inference_mode():
-                descriptor.module(probe)
-        finally:
-            for handle in handles:
-                handle.remove()
-        cached[key] = _ACTIVATION_FACTOR * max(widest, probe.numel() * probe.element_size()) / (side * side)
+        with torch.inference_mode(), _WidestConvolution() as watcher:
+            descriptor.module(probe)
+        widest = max(watcher.widest, probe.numel() * probe.element_size())
+        cached[key] = _ACTIVATION_FACTOR * widest / (side * side)
     return cached[key]
+
+
+class _WidestConvolution(TorchFunctionMode):
+    """Inside the block, records the byte size of the largest convolution output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.widest = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]  # torch's protocol
+        result = func(*args, **(kwargs or {}))
+        if func in _CONVOLUTIONS:
+            self.widest = max(self.widest, result.numel() * result.element_size())
+        return result
 
 
 def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[object]:
