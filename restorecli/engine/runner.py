@@ -56,16 +56,17 @@ MAX_AUTO_TILE_BATCH = {"cpu": 1, "cuda": 8, "mps": 8}
 # Share of the device's free memory one batch of tiles may use; the CPU also holds the images.
 _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.8, "mps": 0.8}
 _UNKNOWN_CPU_MEMORY = 4 << 30
-# Most estimated work memory for one batch of tiles on the CPU, free memory permitting. Beyond this
-# a whole image is slower per pixel than tiles (its activations no longer stay in the caches) and its
-# memory grows with the image; the per-pixel estimate errs high, so the real peak is about half.
-# bench/bench_performance.py measures the effect.
+# Most estimated work memory for one batch of tiles on the CPU, free memory permitting: tiles
+# larger than this gain little speed per pixel, and memory grows with them. Measured whole-process
+# peaks (bench/bench_performance.py): Restormer 1024x1024 in 3 x 3 tiles of 368 px 2,114 MiB,
+# NAFNet-w32 1,210 MiB.
 CPU_WORK_BUDGET = 2 << 30
 _CONVOLUTIONS = frozenset(
     {F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
 )
-# Peak memory of a forward pass in units of its widest single layer output: measured peaks on the
-# CPU were 6x (Restormer) to 11x (NAFNet, whose skips and gates stay alive) that width; 12 errs high.
+# Peak memory of a forward pass in units of its widest convolution output: measured on the CPU
+# (whole-process peak less the idle process) about 12x for Restormer (widest: a GDFN half) and for
+# NAFNet (widest: the 2c-channel map before its gate; skips and gates stay alive).
 _ACTIVATION_FACTOR = 12
 _PROBE_SIDE = 32
 _bytes_per_pixel_cache: weakref.WeakKeyDictionary[nn.Module, dict[str, float]] = weakref.WeakKeyDictionary()
@@ -122,12 +123,10 @@ def estimate_bytes_per_pixel(descriptor: ModelDescriptor) -> float:
     """Peak activation bytes per input pixel of one forward pass, from a small probe (cached per module).
 
     Runs the model in fp32 on a ``32 x 32`` (rounded up to the padding multiple) input, watching the
-    output of every convolution, whether a module layer or a functional call through its weights (the
-    networks' maps are born in convolutions; element-wise results are no wider than their inputs,
-    and weight-sized tensors are not counted), and takes :data:`_ACTIVATION_FACTOR` times the widest
-    one per pixel. Coarse by
-    design: the estimate only sizes automatic tiles, and running out of memory anyway triggers
-    smaller tiles. Every precision uses the fp32 estimate: autocast keeps norms and residual sums in
+    output of every convolution, a module layer or a functional call through its weights (the maps
+    are born in convolutions; weight-sized tensors must not count), and takes
+    :data:`_ACTIVATION_FACTOR` times the widest one per pixel. Coarse by design: the estimate only
+    sizes automatic tiles, and running out of memory anyway triggers smaller tiles. Every precision uses the fp32 estimate: autocast keeps norms and residual sums in
     fp32, so half precision does not halve the peak (Restormer at 1024x1024 on the CPU: 1222 MiB in
     bf16, 1314 MiB in fp32), and one tile plan per image keeps fp32 and bf16 outputs comparable.
     """
