@@ -20,7 +20,6 @@ from restorecli.zoo.architectures import (
     resolve_config,
 )
 
-
 TINY_RESTORMER = {"dim": 2, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 1, 2, 2]}
 
 # Configs that must be recovered from their state dicts alone, beyond the named ones.

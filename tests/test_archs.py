@@ -8,7 +8,6 @@ forward); forwards use the tiny test configs.
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,7 +18,6 @@ from restorecli.archs.nafnet import LayerNorm2d, LocalAvgPool2d
 from restorecli.archs.restormer import LayerNorm
 from restorecli.errors import ConfigError
 from restorecli.zoo.architectures import build_model, build_on_meta, resolve_config
-
 
 PARAMETER_COUNTS = [
     ("restormer", "deraining", 26_126_644),

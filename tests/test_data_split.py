@@ -213,7 +213,7 @@ def test_missing_ids_fail_unless_allowed(tmp_path: Path) -> None:
 
     result = split_dataset(root, SplitRatios(0.5, 0.0, 0.5), allow_missing=True)
     assert result.missing == {"b": ("target",), "c": ("input",)}
-    assert sum(result.lists.values(), []) == ["a"]
+    assert [name for names in result.lists.values() for name in names] == ["a"]
 
 
 def test_suffix_mismatch_suggests_a_pattern(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def test_strided_views_degrade_like_their_copies(kind: DegradationKind, params: 
 
 
 def test_image_rng_depends_on_seed_and_name_only() -> None:
-    draw = lambda seed, name: image_rng(seed, name).random(4)  # noqa: E731
+    draw = lambda seed, name: image_rng(seed, name).random(4)
     np.testing.assert_array_equal(draw(0, "a.png"), draw(0, "a.png"))
     assert not np.array_equal(draw(0, "a.png"), draw(1, "a.png"))
     assert not np.array_equal(draw(0, "a.png"), draw(0, "b.png"))

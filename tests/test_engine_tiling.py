@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 
 import numpy as np
 import pytest
@@ -82,7 +83,7 @@ def test_axis_tiles_cover_with_the_overlap_and_no_more_tiles(length: int, tile: 
     assert size <= min(tile, length) and size % multiple == 0
     assert starts[0] == 0 and starts[-1] + size == length
     assert all(start % multiple == 0 for start in starts)
-    assert all(0 < b - a <= size - overlap for a, b in zip(starts, starts[1:]))
+    assert all(0 < b - a <= size - overlap for a, b in itertools.pairwise(starts))
     stride = (tile - overlap) // multiple * multiple
     fixed = 1 if length <= tile else len(range(0, length - tile, stride)) + 1
     assert len(starts) == fixed
@@ -102,7 +103,7 @@ def test_tile_grid_covers_with_aligned_tiles_and_enough_overlap(tile: int, overl
     assert covered.min() >= 1
     for axis, size in (("top", tiles[0].height), ("left", tiles[0].width)):
         starts = sorted({getattr(item, axis) for item in tiles})
-        assert all(size - (b - a) >= overlap for a, b in zip(starts, starts[1:]))
+        assert all(size - (b - a) >= overlap for a, b in itertools.pairwise(starts))
 
 
 def test_image_no_larger_than_the_tile_is_one_tile() -> None:
@@ -125,7 +126,7 @@ def test_tile_too_small_for_the_overlap_is_rejected(tile: int, overlap: int, mes
 
 
 def test_minimum_tile_is_always_a_valid_tile() -> None:
-    for overlap in range(0, 70):
+    for overlap in range(70):
         for multiple in (1, 4, 8, 16):
             smallest = minimum_tile(overlap, multiple)
             assert smallest % multiple == 0 and smallest >= 2 * overlap

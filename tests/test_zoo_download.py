@@ -31,7 +31,7 @@ class _Server:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:  # the name http.server calls
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)

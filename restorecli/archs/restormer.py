@@ -234,7 +234,7 @@ class Restormer(nn.Module):
         heads: Sequence[int] = (1, 2, 4, 8),
         ffn_expansion_factor: float = 2.66,
         bias: bool = False,
-        LayerNorm_type: LayerNormType = "WithBias",  # noqa: N803 - the official argument name
+        LayerNorm_type: LayerNormType = "WithBias",  # the official argument name (not snake_case)
         dual_pixel_task: bool = False,
     ) -> None:
         super().__init__()

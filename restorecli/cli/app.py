@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from restorecli.cli import inference, models
+from restorecli.cli import datasets, degrade, evaluate, inference, models, profiler, training
 from restorecli.cli.common import show_library_messages
-from restorecli.cli import datasets
-from restorecli.cli import degrade
-from restorecli.cli import profiler
-from restorecli.cli import evaluate
-from restorecli.cli import training
 
 app = typer.Typer(
     name="restore",

@@ -97,8 +97,10 @@ def format_report(report: ProfileReport, top: int) -> str:
     operators = ", ".join(f"{name} {_si(count)}" for name, count in report.macs.by_operator.items())
     lines = [
         f"Model       {report.model}  [{report.arch}]  weights: {report.weights or 'random init'}",
-        f"Parameters  {params.total:,} ({params.total / 1e6:.2f} M), trainable {params.trainable:,}; "
-        f"weights {_bytes(report.weights_bytes)}",
+        (
+            f"Parameters  {params.total:,} ({params.total / 1e6:.2f} M), trainable {params.trainable:,}; "
+            f"weights {_bytes(report.weights_bytes)}"
+        ),
         f"Compute     {_si(report.macs.total)}MACs = {_si(report.macs.flops)}FLOPs at input {shape}"
         + (f" ({operators})" if operators else ""),
         "",

@@ -19,6 +19,7 @@ radius is at most the margin gives the same result tiled and untiled; a model wi
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[int
     size = round_up(-(-(length - overlap) // count) + overlap, multiple)
     while size < tile:
         starts = [(length - size) * index // (count - 1) // multiple * multiple for index in range(count)]
-        if max(b - a for a, b in zip(starts, starts[1:])) <= size - overlap:
+        if max(b - a for a, b in itertools.pairwise(starts)) <= size - overlap:
             return size, starts
         size += multiple
     return tile, [*range(0, length - tile, stride), length - tile]

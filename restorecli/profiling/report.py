@@ -6,6 +6,7 @@ the user's own device. Counting runs on the meta device; only latency and memory
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -17,8 +18,14 @@ from torch import nn
 from restorecli.archs.nafnet import NAFNet
 from restorecli.archs.official import OfficialForward
 from restorecli.archs.restormer import Restormer
-from restorecli.engine.device import PRECISIONS, Precision, fallback_chain, is_out_of_memory
-from restorecli.engine.device import is_unsupported_operator, resolve_device
+from restorecli.engine.device import (
+    PRECISIONS,
+    Precision,
+    fallback_chain,
+    is_out_of_memory,
+    is_unsupported_operator,
+    resolve_device,
+)
 from restorecli.engine.padding import round_up
 from restorecli.engine.runner import DEFAULT_TILE_OVERLAP
 from restorecli.engine.tiling import plan_tiles
@@ -293,7 +300,7 @@ def _run_sizes(
         forward = make_forward(target, module, candidate, plan.precision, plan.tile, plan.tile_overlap)
         return [_measure(target, forward, result, candidate, plan) for result in results]
 
-    for candidate, fallback in zip(candidates, candidates[1:]):
+    for candidate, fallback in itertools.pairwise(candidates):
         try:
             return candidate, measure_all(candidate)
         except (NotImplementedError, RuntimeError) as exc:

@@ -65,7 +65,7 @@ def _open(url: str, offset: int, timeout: float) -> urllib.response.addinfourl:
     request = urllib.request.Request(url, headers={"User-Agent": "restorecli"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s)/file URLs by design
+    return urllib.request.urlopen(request, timeout=timeout)  # http(s) and file URLs alike, by design
 
 
 def download(

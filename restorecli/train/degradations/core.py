@@ -17,7 +17,7 @@ from restorecli.train.degradations.ranges import check_image
 
 DegradationKind = Literal["noise", "blur", "rain"]
 DegradationParams = NoiseParams | BlurParams | RainParams
-PARAMS_BY_KIND: dict[str, type[NoiseParams] | type[BlurParams] | type[RainParams]] = {
+PARAMS_BY_KIND: dict[str, type[NoiseParams | BlurParams | RainParams]] = {
     "noise": NoiseParams,
     "blur": BlurParams,
     "rain": RainParams,
@@ -25,7 +25,7 @@ PARAMS_BY_KIND: dict[str, type[NoiseParams] | type[BlurParams] | type[RainParams
 KINDS: tuple[str, ...] = tuple(PARAMS_BY_KIND)
 
 
-def _params_class(kind: str) -> type[NoiseParams] | type[BlurParams] | type[RainParams]:
+def _params_class(kind: str) -> type[NoiseParams | BlurParams | RainParams]:
     if kind not in PARAMS_BY_KIND:
         raise ConfigError(f"Expected a degradation among {', '.join(KINDS)}, but got {kind!r}")
     return PARAMS_BY_KIND[kind]
