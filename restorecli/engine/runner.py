@@ -125,9 +125,10 @@ def estimate_bytes_per_pixel(descriptor: ModelDescriptor) -> float:
     output of every convolution, a module layer or a functional call through its weights (the maps
     are born in convolutions; weight-sized tensors must not count), and takes
     :data:`_ACTIVATION_FACTOR` times the widest one per pixel. Coarse by design: the estimate only
-    sizes automatic tiles, and running out of memory anyway triggers smaller tiles. Every precision uses the fp32 estimate: autocast keeps norms and residual sums in
-    fp32, so half precision does not halve the peak (Restormer at 1024x1024 on the CPU: 1222 MiB in
-    bf16, 1314 MiB in fp32), and one tile plan per image keeps fp32 and bf16 outputs comparable.
+    sizes automatic tiles, and running out of memory anyway triggers smaller tiles. Every precision
+    uses the fp32 estimate: autocast keeps norms and residual sums in fp32, so half precision does
+    not halve the peak (Restormer at 1024x1024 on the CPU: 1222 MiB in bf16, 1314 MiB in fp32), and
+    one tile plan per image keeps fp32 and bf16 outputs comparable.
     """
     key = str(descriptor.device)
     cached = _bytes_per_pixel_cache.setdefault(descriptor.module, {})

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from restorecli.errors import ConfigError
+from restorecli.zoo.descriptor import PadMode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,7 +31,6 @@ else:  # pragma: no cover - Python 3.10 only
 LossKind = Literal["l1", "charbonnier", "psnr"]
 Precision = Literal["fp32", "bf16"]
 InputFormat = Literal["png", "npy"]
-PadMode = Literal["reflect", "constant"]  # the engine's modes (restorecli.zoo.descriptor; that module needs torch)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ this record, never from the architecture's name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # annotations only: the recipe reads PadMode without loading torch
+    import torch
+    from torch import nn
 
 PadMode = Literal["reflect", "constant"]
 
