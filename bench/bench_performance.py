@@ -34,7 +34,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -182,26 +181,11 @@ def product_efficiency(run: Callable, x) -> dict[str, float]:  # type: ignore[no
     return {"product_gflops": flops / seconds / 1e9 if seconds else 0.0, "product_seconds": seconds}
 
 
-def proc_mib(path: str, key: str) -> float | None:
-    """A ``key: N kB`` line of a Linux /proc file, in MiB; None where it cannot be read."""
-    try:
-        with open(path, encoding="ascii") as lines:
-            for line in lines:
-                if line.startswith(f"{key}:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def peak_mib() -> float:
-    """This process's peak resident memory in MiB.
+    """This process's peak resident memory in MiB (``VmHWM``: its own since ``exec``, unlike ``ru_maxrss``)."""
+    from restorecli.profiling.runtime import resident_bytes
 
-    ``VmHWM`` belongs to the process image since its ``exec``; ``ru_maxrss`` would also count the
-    launching benchmark process, whose peak Linux carries over through ``vfork`` + ``exec``.
-    """
-    peak = proc_mib("/proc/self/status", "VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resident_bytes()[1] / 2**20
 
 
 def run_row(args: argparse.Namespace) -> dict[str, object]:
@@ -279,9 +263,10 @@ def measure(
 
 
 def available_mib() -> float:
-    """MemAvailable in MiB (Linux); infinity where it cannot be read."""
-    available = proc_mib("/proc/meminfo", "MemAvailable")
-    return available if available is not None else math.inf
+    """Available memory in MiB, as the engine reads it (``MemAvailable`` on Linux)."""
+    from restorecli.engine.runner import cpu_available_memory
+
+    return cpu_available_memory() / 2**20
 
 
 def run_case(

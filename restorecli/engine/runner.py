@@ -103,11 +103,11 @@ def available_memory(device: torch.device) -> int:
     elif device.type == "mps":
         free = torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
     else:
-        free = _cpu_available_memory()
+        free = cpu_available_memory()
     return int(free * _MEMORY_FRACTION.get(device.type, _MEMORY_FRACTION["cpu"]))
 
 
-def _cpu_available_memory() -> int:
+def cpu_available_memory() -> int:
     """``MemAvailable`` from /proc/meminfo, else free physical pages, else a conservative guess."""
     with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", encoding="ascii") as meminfo:
         for line in meminfo:
