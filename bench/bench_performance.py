@@ -60,6 +60,8 @@ LEVERS: dict[str, dict[str, str]] = {
     "+ bf16 autocast (= bf16)": {"forward": "ours", "allocator": "keep", "layout": "auto", "tile": "auto"},
 }
 MODE_LEVERS = {"reference": "reference", "fp32": "+ automatic tiles (= fp32)", "bf16": "+ bf16 autocast (= bf16)"}
+# Address space one row may reserve, as a share of the memory available when it starts.
+ROW_MEMORY_SHARE = 0.9
 _PRODUCT_OPS = ("aten::conv2d", "aten::mm", "aten::bmm", "aten::addmm", "aten::linear")
 
 
@@ -252,14 +254,33 @@ def measure(
         command += ["--save", str(save)]
     if efficiency:
         command.append("--profile-products")
+    limit = int(ROW_MEMORY_SHARE * available_mib()) << 20
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+            check=False,
+            preexec_fn=lambda: limit_address_space(limit),
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {args.timeout} s"}
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         return {"error": tail[:120]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def limit_address_space(limit: int) -> None:
+    """Cap this (child) process's address space, so a row too large for memory fails with an error.
+
+    Without the cap, the kernel's out-of-memory killer ends such a row (``exit code -9``) after it
+    has pushed the rest of the machine out of memory; with it, the allocation that would not fit fails.
+    """
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def available_mib() -> float:
@@ -364,7 +385,12 @@ def main() -> None:
     parser.add_argument("--profile-products", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
-        print(json.dumps(run_row(args)))
+        try:
+            print(json.dumps(run_row(args)))
+        except (MemoryError, RuntimeError) as error:  # torch's CPU allocator raises a RuntimeError
+            if isinstance(error, RuntimeError) and "can't allocate memory" not in str(error):
+                raise
+            sys.exit(f"out of memory: an allocation did not fit in {ROW_MEMORY_SHARE:.0%} of the available memory")
         return
     models = (args.models or (SHORT_MODELS if args.short else DEFAULT_MODELS)).split(",")
     sizes = (args.sizes or (SHORT_SIZES if args.short else DEFAULT_SIZES)).split(",")

@@ -115,3 +115,16 @@ def test_bench_performance_short_mode_compares_with_the_reference(tmp_path: Path
     assert rows["fp32"]["psnr_against"] == "reference" and rows["fp32"]["psnr"] > 100
     assert rows["bf16"]["psnr_against"] == "fp32" and 30 < rows["bf16"]["psnr"] < 100
     assert rows["fp32"]["extra"]["product_gflops"] > 0  # the conv/matmul efficiency case ran
+
+
+def test_bench_performance_row_over_its_memory_cap_reports_out_of_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = load_bench("bench_performance", monkeypatch)
+    # 0.9 x 1.6 GiB of address space: enough to import torch, not for a 4096x4096 reference forward.
+    monkeypatch.setattr(bench, "available_mib", lambda: 1600.0)
+    args = bench.argparse.Namespace(repeats=1, threads=1, timeout=120)
+    result = bench.measure(args, "restormer:tiny", "4096", "reference", None, False)
+    assert result == {"error": "out of memory: an allocation did not fit in 90% of the available memory"}
+    small = bench.measure(args, "restormer:tiny", "32", "reference", None, False)
+    assert small["seconds"] > 0  # the same cap leaves room for a row that fits
