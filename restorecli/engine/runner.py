@@ -79,6 +79,20 @@ class _DeviceFailed(Exception):
 
 
 @dataclass(frozen=True)
+class _RunOptions:
+    """What one restore call asks of every attempt: requested tiling, autocast dtype, memory format.
+
+    ``tile``/``tile_batch`` None: sized to the device's free memory per attempt.
+    """
+
+    tile: int | None
+    overlap: int
+    tile_batch: int | None
+    dtype: torch.dtype
+    channels_last: bool
+
+
+@dataclass(frozen=True)
 class _Tiling:
     """Tile side (at least the image side means untiled) and how many tiles go into one forward pass."""
 
@@ -171,16 +185,11 @@ def _release_cached_memory(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
-def _choose_tiling(
-    descriptor: ModelDescriptor,
-    padded_shape: Sequence[int],
-    tile: int | None,
-    overlap: int,
-    tile_batch: int | None,
-) -> _Tiling:
+def _choose_tiling(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: _RunOptions) -> _Tiling:
     """Explicit choices win; what is left is sized so one batch of tiles fits the device's free memory."""
     height, width = padded_shape[-2:]
-    multiple = descriptor.pad_multiple
+    multiple, overlap = descriptor.pad_multiple, options.overlap
+    tile, tile_batch = options.tile, options.tile_batch
     if tile is not None and tile_batch is not None:
         return _Tiling(tile, tile_batch)
     budget = available_memory(descriptor.device)
@@ -224,17 +233,16 @@ def _forward_tiles(
     padded: Tensor,
     jobs: list[tuple[int, Tile]],
     batch: int,
-    dtype: torch.dtype,
-    channels_last: bool,
+    options: _RunOptions,
 ) -> Iterator[tuple[int, Tile, Tensor]]:
     """Run the model on ``batch`` tiles at a time; yield ``(image index, tile, output (C, h, w))``."""
     device = descriptor.device
     for start in range(0, len(jobs), batch):
         chunk = jobs[start : start + batch]
         inputs = torch.stack([tile.window(padded[index]) for index, tile in chunk]).to(device)
-        if channels_last:
+        if options.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _autocast(device, dtype):
+        with torch.inference_mode(), _autocast(device, options.dtype):
             outputs = descriptor.module(inputs)
         expected = (len(chunk), descriptor.out_channels, *inputs.shape[-2:])
         if tuple(outputs.shape) != expected:
@@ -245,26 +253,16 @@ def _forward_tiles(
             yield index, tile, output
 
 
-def _run(
-    descriptor: ModelDescriptor, padded: Tensor, tiling: _Tiling, overlap: int, dtype: torch.dtype, channels_last: bool
-) -> Tensor:
+def _run(descriptor: ModelDescriptor, padded: Tensor, tiling: _Tiling, options: _RunOptions) -> Tensor:
     """One attempt: plan the tiles, run them, blend them into the padded-size output."""
     count, _, height, width = padded.shape
-    plan = plan_tiles(height, width, tiling.tile, overlap, descriptor.pad_multiple)
+    plan = plan_tiles(height, width, tiling.tile, options.overlap, descriptor.pad_multiple)
     jobs = [(index, tile) for index in range(count) for tile in plan]
-    pieces = _forward_tiles(descriptor, padded, jobs, tiling.batch, dtype, channels_last)
-    return merge_tiles(pieces, (count, descriptor.out_channels, height, width), overlap, padded.device)
+    pieces = _forward_tiles(descriptor, padded, jobs, tiling.batch, options)
+    return merge_tiles(pieces, (count, descriptor.out_channels, height, width), options.overlap, padded.device)
 
 
-def _run_on_device(
-    descriptor: ModelDescriptor,
-    padded: Tensor,
-    tile: int | None,
-    overlap: int,
-    tile_batch: int | None,
-    dtype: torch.dtype,
-    channels_last: bool,
-) -> Tensor:
+def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: _RunOptions) -> Tensor:
     """Run on ``descriptor.device``, shrinking the tiling after each out-of-memory error.
 
     Raises:
@@ -277,8 +275,8 @@ def _run_on_device(
     while True:
         try:
             if tiling is None:
-                tiling = first = _choose_tiling(descriptor, padded.shape, tile, overlap, tile_batch)
-            result = _run(descriptor, padded, tiling, overlap, dtype, channels_last)
+                tiling = first = _choose_tiling(descriptor, padded.shape, options)
+            result = _run(descriptor, padded, tiling, options)
         except Exception as exc:
             if is_unsupported_operator(exc) and device.type != "cpu":
                 detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -296,7 +294,7 @@ def _run_on_device(
             return result
         # Out of memory: the exception and its frames are gone here, so cached blocks can be released.
         _release_cached_memory(device)
-        smaller = None if tiling is None else _smaller(tiling, height, width, overlap, descriptor.pad_multiple)
+        smaller = None if tiling is None else _smaller(tiling, height, width, options.overlap, descriptor.pad_multiple)
         if smaller is None:
             last = "the probe" if tiling is None else tiling.describe(height, width)
             raise _DeviceFailed(f"{device} ran out of memory even with {last}")
@@ -361,16 +359,20 @@ def restore_tensor(
             f"Expected a float tensor (N, {descriptor.in_channels}, H, W) for {descriptor.name}, "
             f"but got {x.dtype} {tuple(x.shape)}"
         )
-    dtype = check_options(descriptor, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=tile_batch)
+    options = _RunOptions(
+        tile=tile,
+        overlap=tile_overlap,
+        tile_batch=tile_batch,
+        dtype=check_options(descriptor, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=tile_batch),
+        channels_last=descriptor.channels_last if channels_last is None else channels_last,
+    )
     keep_freed_memory()
-    if channels_last is None:
-        channels_last = descriptor.channels_last
     height, width = x.shape[-2:]
     padded = pad_to_multiple(x.float(), descriptor.pad_multiple, descriptor.pad_mode)
     while True:
         device = descriptor.device
         try:
-            result = _run_on_device(descriptor, padded, tile, tile_overlap, tile_batch, dtype, channels_last)
+            result = _run_on_device(descriptor, padded, options)
         except _DeviceFailed as failure:
             chain = fallback_chain(device) if fallback else []
             if not chain:
@@ -379,7 +381,7 @@ def restore_tensor(
             note = ""
             if precision not in supported_precisions(chain[0]):
                 precision, note = "fp32", f" in fp32 ({chain[0]} has no {precision})"
-            dtype = PRECISION_DTYPES[precision]
+            options = replace(options, dtype=PRECISION_DTYPES[precision])
             logger.warning("%s; continuing on %s%s", failure, chain[0], note)
             continue
         return crop(result, height, width).clamp_(0, 1)
