@@ -59,6 +59,7 @@ def test_registry_names() -> None:
         "reds-width64",
         "tiny",
         "lite-w16",
+        "lite-w16-deep",
         "lite-w24",
     } == set(ARCHITECTURES["nafnet"].configs)
     assert set(ARCHITECTURES["nafnet-local"].configs) == set(ARCHITECTURES["nafnet"].configs)

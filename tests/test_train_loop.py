@@ -291,3 +291,32 @@ def test_fine_tuning_weights_of_another_architecture_are_refused(data: Path, tmp
     recipe = make_recipe(data, "bad", model={"arch": "nafnet", "config": "tiny", "weights": str(weights)})
     with pytest.raises(CheckpointError, match="Expected the weights to fit nafnet"):
         Trainer(recipe, torch.device("cpu"))
+
+
+def test_growing_a_trained_network_into_a_deeper_config_keeps_its_output(data: Path, tmp_path: Path) -> None:
+    shallow = build_model("nafnet", "tiny").eval()
+    with torch.no_grad():
+        for name, parameter in shallow.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                parameter.fill_(0.3)  # trained blocks are not identities
+    weights = tmp_path / "shallow.pth"
+    torch.save(shallow.state_dict(), weights)
+    deeper = {"width": 4, "enc_blk_nums": [1, 3], "middle_blk_num": 2, "dec_blk_nums": [1, 1]}
+    model = {"arch": "nafnet", "config": deeper, "weights": str(weights)}
+    with pytest.raises(CheckpointError, match="missing: encoders.1.1"):
+        Trainer(make_recipe(data, "strict", model=model), torch.device("cpu"))
+    trainer = Trainer(make_recipe(data, "grown", model={**model, "grow": True}), torch.device("cpu"))
+    grown = trainer.model.eval()
+    assert len(grown.state_dict()) > len(shallow.state_dict())
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(image), shallow(image), rtol=0, atol=1e-6)
+    # Grow still refuses what does not fit: another width.
+    other = {"arch": "nafnet", "config": {**deeper, "width": 8}, "weights": str(weights), "grow": True}
+    with pytest.raises(CheckpointError, match="mis-shaped"):
+        Trainer(make_recipe(data, "wider", model=other), torch.device("cpu"))
+
+
+def test_grow_needs_weights(data: Path) -> None:
+    with pytest.raises(ConfigError, match="model.grow is set without them"):
+        make_recipe(data, "nothing", model={"arch": "nafnet", "config": "tiny", "grow": True})

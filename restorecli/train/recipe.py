@@ -42,12 +42,16 @@ class ModelSection:
     ``pad_mode`` (``reflect`` or ``constant``) is how validation and, through the model card,
     inference pad an image to the architecture's size multiple; unset keeps the architecture's
     official rule (NAFNet pads with zeros, which leaves a dark edge for the network to see).
+    ``grow`` lets ``weights`` come from a shallower config of the same architecture: tensors it
+    lacks (the extra blocks) keep their fresh initialisation, and a fresh NAFNet block is the
+    identity (its residual scales start at zero), so training starts from the trained network's output.
     """
 
     arch: str
     config: str | dict[str, Any] | None = None
     weights: str | None = None
     pad_mode: PadMode | None = None
+    grow: bool = False
 
 
 @dataclass(frozen=True)
@@ -365,6 +369,8 @@ def _type_error(hint: Any, value: Any, source: str, key: str) -> ConfigError:
 
 def _check(recipe: Recipe, source: str) -> None:
     """Cross-field rules the types cannot say."""
+    if recipe.model.grow and recipe.model.weights is None:
+        raise ConfigError(f"Expected model.weights to grow from, but model.grow is set without them ({source})")
     data = recipe.data
     if bool(data.clean) == bool(data.paired):
         raise ConfigError(f"Expected one of data.clean or data.paired, but got both or neither ({source})")

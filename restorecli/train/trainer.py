@@ -54,11 +54,13 @@ class Trainer:
         self.val: ValidationScores | None = None
 
     def _initial_model(self, recipe: Recipe) -> nn.Module:
-        """A fresh network, or one loaded from ``model.weights`` (strict, with a key-level error)."""
+        """A fresh network, or one loaded from ``model.weights`` (strict unless ``model.grow``, with a key-level error)."""
         if recipe.model.weights is None:
             return build_model(self.arch, self.config)
         state = read_state_dict(Path(recipe.model.weights))
-        module, _ = build_and_load(self.arch.name, self.config, state, recipe.model.weights)
+        module, _ = build_and_load(
+            self.arch.name, self.config, state, recipe.model.weights, allow_missing=recipe.model.grow
+        )
         return module
 
     def step(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:

@@ -234,6 +234,9 @@ NAFNET_CONFIGS: dict[str, Config] = {
     "reds-width64": {"width": 64, **_NAFNET_GOPRO},
     # Small configs for the CPU-trained weights restorecli ships as defaults.
     "lite-w16": {"width": 16, **_NAFNET_LITE},
+    # lite-w16 with six more blocks at 1/8 resolution, where the official deblurring configs put
+    # their depth (GoPro: 28 of 33 blocks); grown from lite-w16 weights (recipe model.grow).
+    "lite-w16-deep": {"width": 16, **_NAFNET_LITE, "enc_blk_nums": [0, 1, 1, 8]},
     "lite-w24": {"width": 24, **_NAFNET_LITE},
     # Test config: two levels, a few thousand parameters, milliseconds on 32x32.
     "tiny": {"width": 4, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]},

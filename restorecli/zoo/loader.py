@@ -115,9 +115,9 @@ def resolve_weights(entry: pretrained.PretrainedEntry, weights: Path | None = No
     return download.download(entry.url, target, sha256=entry.sha256, progress=progress)
 
 
-def _mismatch_report(module: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+def _mismatch_report(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, allow_missing: bool = False) -> str:
     expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
+    missing = [] if allow_missing else [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     misshaped = [
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
@@ -144,17 +144,26 @@ def _guess_entry(state: Mapping[str, torch.Tensor]) -> str:
 
 
 def build_and_load(
-    arch: str, config: str | Mapping[str, Any] | None, state: Mapping[str, torch.Tensor], source: str
+    arch: str,
+    config: str | Mapping[str, Any] | None,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    *,
+    allow_missing: bool = False,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build ``arch(config)`` and load ``state`` strictly; on mismatch list the offending keys."""
+    """Build ``arch(config)`` and load ``state`` strictly; on mismatch list the offending keys.
+
+    ``allow_missing`` lets the network have tensors ``state`` lacks (they keep their initialisation),
+    for growing a trained network into a deeper config; every tensor ``state`` has must still fit.
+    """
     kwargs = architectures.resolve_config(arch, config)
     module = architectures.build_model(arch, kwargs)
-    report = _mismatch_report(module, state)
+    report = _mismatch_report(module, state, allow_missing=allow_missing)
     if report:
         raise CheckpointError(
             f"Expected the weights to fit {arch} {kwargs}, but {report} ({source}){_guess_entry(state)}"
         )
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=not allow_missing)
     return module.eval(), kwargs
 
 
