@@ -276,7 +276,7 @@ def measure(
             text=True,
             timeout=args.timeout,
             check=False,
-            preexec_fn=lambda: limit_address_space(limit),
+            preexec_fn=(lambda: limit_address_space(limit)) if os.name == "posix" else None,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {args.timeout} s"}
