@@ -31,7 +31,9 @@ _RESTORMER_LICENSE = "Academic Public License (non-commercial)"
 _NAFNET_LICENSE = "MIT"
 _RESTORMER_ORIGIN = "Zamir et al., Restormer, CVPR 2022 (github.com/swz30/Restormer)"
 _NAFNET_ORIGIN = "Chen et al., Simple Baselines for Image Restoration, ECCV 2022 (github.com/megvii-research/NAFNet)"
-_BUNDLED_ORIGIN = "trained by restorecli (recipes/); rebuild it with `restore train recipes/{task}.toml`"
+_BUNDLED_ORIGIN = (
+    "trained by restorecli: rebuild it with `restore train` and the `recipes/{task}*.toml` stages the README lists"
+)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def _bundled(task: str, config: str) -> PretrainedEntry:
 
 ENTRIES: tuple[PretrainedEntry, ...] = (
     _bundled("derain", "lite-w16"),
-    _bundled("deblur", "lite-w16"),
+    _bundled("deblur", "lite-w16-deep"),
     _bundled("denoise", "lite-w16"),
     _restormer(
         "derain", "deraining", "derain", "deraining", "Y-channel mean of 5 sets 33.96/0.935; Rain100L 38.99/0.978"
