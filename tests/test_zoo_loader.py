@@ -143,7 +143,7 @@ def test_missing_bundled_weights_say_where_to_put_them(tmp_path: Path, monkeypat
     with pytest.raises(WeightsNotFoundError) as info:
         loader.load_descriptor(entry.name)
     assert str(tmp_path / "weights" / entry.filename) in str(info.value)
-    assert "restore train recipes/derain.toml" in str(info.value)
+    assert "`restore train` and the `recipes/derain*.toml` stages" in str(info.value)
 
 
 def test_explicit_weights_path_wins(tmp_path: Path) -> None:
