@@ -18,7 +18,7 @@ the output against the reference output (fp32: the tiling tolerance) or against 
 
 Measured in the same run, so every ratio holds on a noisy machine: the fp32 and bf16 matrix-multiply
 peak (GFLOP/s, 4096^3, best of 3), and the share of that peak the convolutions and matrix products
-of one case reach (their FLOPs / their time under ``torch.profiler``).
+of one case reach (their FLOPs / the time measured around each of them: ``restorecli.profiling.ProductTimer``).
 
 ``--levers CASE`` instead adds restorecli's levers one at a time to the reference, one row each.
 
@@ -62,7 +62,6 @@ LEVERS: dict[str, dict[str, str]] = {
 MODE_LEVERS = {"reference": "reference", "fp32": "+ automatic tiles (= fp32)", "bf16": "+ bf16 autocast (= bf16)"}
 # Address space one row may reserve, as a share of the memory available when it starts.
 ROW_MEMORY_SHARE = 0.9
-_PRODUCT_OPS = ("aten::conv2d", "aten::mm", "aten::bmm", "aten::addmm", "aten::linear")
 
 
 @dataclass
@@ -170,31 +169,19 @@ def make_runner(descriptor, lever: dict[str, str], precision: str) -> Callable: 
 
 
 def product_efficiency(run: Callable, x) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """GFLOP/s of convolutions and matrix products alone, from one profiled run, with and without depthwise convs.
+    """GFLOP/s of convolutions and matrix products alone, from one timed run, with and without depthwise convs.
 
-    A depthwise 3x3 convolution does 9 multiply-adds per value it reads: it runs at the memory's
-    speed, not the multipliers', so the second figure shows what the dense products alone reach.
+    ``timed_seconds`` is the whole run under the timer, to compare with the row's untimed time.
     """
-    import torch
+    from restorecli.profiling import ProductTimer
 
-    with torch.profiler.profile(with_flops=True, record_shapes=True) as prof:
+    timer = ProductTimer()
+    start = time.perf_counter()
+    with timer:
         run(x)
-    flops = {"product": 0.0, "dense": 0.0}
-    seconds = {"product": 0.0, "dense": 0.0}
-    for event in prof.key_averages(group_by_input_shape=True):
-        if event.key in _PRODUCT_OPS and event.flops:
-            for kind in ("product",) if is_depthwise(event.key, event.input_shapes) else ("product", "dense"):
-                flops[kind] += event.flops
-                seconds[kind] += event.cpu_time_total / 1e6
-    result = {f"{kind}_gflops": flops[kind] / seconds[kind] / 1e9 if seconds[kind] else 0.0 for kind in flops}
-    return {**result, "product_seconds": seconds["product"]}
-
-
-def is_depthwise(op: str, shapes: list[list[int]]) -> bool:
-    """A ``conv2d`` whose every output channel reads one input channel of several (weight ``(C, 1, k, k)``)."""
-    if op != "aten::conv2d" or len(shapes) < 2 or len(shapes[0]) != 4 or len(shapes[1]) != 4:
-        return False
-    return shapes[0][1] > 1 and shapes[1][1] == 1
+    timed = time.perf_counter() - start
+    rates = {f"{kind}_gflops": timer.gflops(kind) for kind in timer.flops}
+    return {**rates, "product_seconds": timer.seconds["product"], "timed_seconds": timed}
 
 
 def peak_mib() -> float:
@@ -339,7 +326,7 @@ def run_case(
         row.seconds, row.peak_mib = float(result["seconds"]), float(result["peak_mib"])
         row.gflops = float(result["flops"]) / row.seconds / 1e9
         if "product_gflops" in result:
-            row.extra = {key: float(result[key]) for key in ("product_gflops", "dense_gflops")}
+            row.extra = {key: float(result[key]) for key in ("product_gflops", "dense_gflops", "timed_seconds")}
         if mode == "reference":
             reference_peaks[model] = (row.peak_mib, height * width)
         reference = results.get("reference", {})
@@ -375,7 +362,8 @@ def print_row(row: Row) -> None:
         flush=True,
     )
     if row.extra:
-        print(f"{'':<20} {'':>9} {'  conv + matmul only':<26} {row.extra['product_gflops']:>42.1f} GFLOP/s", flush=True)
+        product = f"{row.extra['product_gflops']:.1f} GFLOP/s (run timed per product: {row.extra['timed_seconds']:.2f} s)"
+        print(f"{'':<20} {'':>9} {'  conv + matmul only':<26} {product:>61}", flush=True)
         print(f"{'':<20} {'':>9} {'  without depthwise convs':<26} {row.extra['dense_gflops']:>42.1f} GFLOP/s", flush=True)
 
 

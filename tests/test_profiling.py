@@ -631,3 +631,45 @@ def test_profile_notes_the_official_count_where_our_forward_regroups_it() -> Non
         memory=False,
     )
     assert not any("official formulation" in note for note in nafnet.notes)  # same computation, no note
+
+
+# ---------------------------------------------------------------------------------------------
+# Product timer (the benchmark's conv/matmul efficiency)
+
+
+def test_depthwise_convolutions_are_told_from_dense_ones() -> None:
+    image = torch.empty(1, 48, 8, 8)
+    assert profiling.is_depthwise("aten.convolution", (image, torch.empty(48, 1, 3, 3)))
+    assert profiling.is_depthwise("aten.convolution", (image, torch.empty(96, 1, 3, 3)))  # channel multiplier 2
+    assert not profiling.is_depthwise("aten.convolution", (image, torch.empty(96, 48, 1, 1)))
+    grey = torch.empty(1, 1, 8, 8)
+    assert not profiling.is_depthwise("aten.convolution", (grey, torch.empty(8, 1, 3, 3)))  # a grey image's first conv
+    assert not profiling.is_depthwise("aten.mm", (torch.empty(4, 4), torch.empty(4, 4)))
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_product_timer_counts_what_flop_counter_counts_and_splits_depthwise(context) -> None:  # type: ignore[no-untyped-def]
+    model = build_model("restormer", "tiny").eval()
+    x = torch.rand(1, 3, 32, 32)
+    # Depthwise FLOPs by hand: 2 x 9 per output value of every depthwise module, seen through the
+    # official forward (the fast one runs some of them by parts, on weight slices: the same work).
+    depthwise: list[int] = []
+    hooks = [
+        module.register_forward_hook(lambda m, i, o: depthwise.append(2 * 9 * o.numel()))
+        for module in model.modules()
+        if isinstance(module, nn.Conv2d) and module.groups == module.in_channels > 1
+    ]
+    with context():
+        official.OfficialForward(model)(x)
+    for hook in hooks:
+        hook.remove()
+    timer = profiling.ProductTimer()
+    with context():
+        with timer:
+            out = model(x)
+        expected = model(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)  # timing changes nothing
+    assert timer.flops["product"] == macs_of(model, tuple(x.shape), on_meta=False).flops
+    assert len(depthwise) > 0 and timer.flops["product"] - timer.flops["dense"] == sum(depthwise)
+    assert timer.seconds["product"] > timer.seconds["dense"] > 0
+    assert timer.gflops("product") > 0

@@ -18,6 +18,7 @@ from restorecli.profiling.counting import (
     tensor_bytes,
     unit_paths,
 )
+from restorecli.profiling.products import ProductTimer, is_depthwise
 from restorecli.profiling.report import (
     DEFAULT_SIZE,
     ProfileReport,
@@ -47,6 +48,7 @@ __all__ = [
     "ParameterCount",
     "PeakMemory",
     "PeakRequest",
+    "ProductTimer",
     "ProfileReport",
     "ProfileTarget",
     "SizeResult",
@@ -56,6 +58,7 @@ __all__ = [
     "describe",
     "input_shape",
     "instantiate",
+    "is_depthwise",
     "make_forward",
     "measure_cpu_peak",
     "measure_cuda_peak",
