@@ -307,10 +307,19 @@ def test_growing_a_trained_network_into_a_deeper_config_keeps_its_output(data: P
         Trainer(make_recipe(data, "strict", model=model), torch.device("cpu"))
     trainer = Trainer(make_recipe(data, "grown", model={**model, "grow": True}), torch.device("cpu"))
     grown = trainer.model.eval()
-    assert len(grown.state_dict()) > len(shallow.state_dict())
+    added = ("encoders.1.1.", "encoders.1.2.", "middle_blks.1.")  # enc [1, 1] -> [1, 3], middle 1 -> 2
+    assert trainer.fresh_tensors == sorted(key for key in grown.state_dict() if key.startswith(added))
+    assert len(trainer.fresh_tensors) > 0
     image = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(grown(image), shallow(image), rtol=0, atol=1e-6)
+    # The run's log names them once, at the fresh start, not on resume.
+    recipe = make_recipe(data, "grown-run", iterations=2, model={**model, "grow": True})
+    train(recipe, progress=False)
+    train(make_recipe(data, "grown-run", iterations=3, model={**model, "grow": True}), resume=True, progress=False)
+    (logged,) = log_lines(data / "grown-run", "grow")
+    assert logged["weights"] == str(weights)
+    assert logged["fresh"] == trainer.fresh_tensors
     # Grow still refuses what does not fit: another width.
     other = {"arch": "nafnet", "config": {**deeper, "width": 8}, "weights": str(weights), "grow": True}
     with pytest.raises(CheckpointError, match="mis-shaped"):

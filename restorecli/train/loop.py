@@ -3,7 +3,8 @@
 Run folder (``output.dir``)::
 
     recipe.json            the resolved recipe of the latest session
-    log.jsonl              one JSON object per log interval, validation, checkpoint, stop or export
+    log.jsonl              one JSON object per start, grow (the tensors a grown network starts fresh),
+                           log interval, validation, checkpoint, stop or export
     checkpoints/iter_N.pt  resumable state (see restorecli.train.checkpoint)
     <name>.safetensors     EMA weights, written when the run completes (restorecli.train.export)
     <name>.json            the model card beside them
@@ -220,6 +221,8 @@ def _train(recipe: Recipe, resume: bool, progress: bool, time_limit_s: float | N
         session.log(
             "start", iteration=trainer.iteration, resumed_from=latest and str(latest), device=str(trainer.device)
         )
+        if latest is None and trainer.fresh_tensors:
+            session.log("grow", weights=recipe.model.weights, fresh=trainer.fresh_tensors)
         with _deferred_interrupt() as stop:
             in_step = False
             try:

@@ -39,6 +39,8 @@ class Trainer:
         if channels_last is None:
             channels_last = self.arch.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # Tensors the loaded weights lacked (``model.grow``): they keep their initialisation.
+        self.fresh_tensors: list[str] = []
         self.model = self._initial_model(recipe).to(device, memory_format=self.memory_format).train()
         self.ema = EMA(self.model, recipe.optim.ema)
         # A copy, not a second build_model: building would draw from the global RNG mid-run.
@@ -61,6 +63,7 @@ class Trainer:
         module, _ = build_and_load(
             self.arch.name, self.config, state, recipe.model.weights, allow_missing=recipe.model.grow
         )
+        self.fresh_tensors = sorted(set(module.state_dict()) - set(state))
         return module
 
     def step(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:
