@@ -129,3 +129,39 @@ def test_bench_performance_row_over_its_memory_cap_reports_out_of_memory(
     assert result == {"error": "out of memory: an allocation did not fit in 90% of the available memory"}
     small = bench.measure(args, "restormer:tiny", "32", "reference", None, False)
     assert small["seconds"] > 0  # the same cap leaves room for a row that fits
+
+
+def test_bench_train_short_mode_times_both_precisions_on_the_same_batches(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        write_array(tmp_path / "clean" / f"img{index}.png", rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(
+        f"""name = "tiny-deblur"
+[model]
+arch = "nafnet"
+config = "tiny"
+weights = "{tmp_path / 'not-there.safetensors'}"
+[data]
+clean = ["{tmp_path / 'clean'}"]
+patch = 16
+batch = 2
+[degradation]
+kind = "blur"
+params = {{ kernel_size_range = [3, 5] }}
+[schedule]
+iterations = 10
+[optim]
+lr = 1e-3
+""",
+        encoding="utf-8",
+    )
+    result = run_bench(tmp_path, "bench_train.py", str(recipe), "--steps", "3", "--warmup", "1", "--threads", "1")
+    assert [row["precision"] for row in result] == ["fp32", "bf16"]
+    for row in result:
+        assert (row["patch"], row["batch"], row["threads"]) == (16, 2, 1)
+        assert row["weights"] == "initialisation"  # the recipe's file is missing: seeded start instead
+        assert row["step_s_median"] > 0 and row["data_s_mean"] > 0 and row["peak_mib"] > 0
+    # Same start, same batches: bf16 autocast trains like fp32 (a different stream would differ more).
+    fp32, bf16 = (row["mean_loss"] for row in result)
+    assert bf16 == pytest.approx(fp32, rel=0.02)
