@@ -39,9 +39,8 @@ class Trainer:
         if channels_last is None:
             channels_last = self.arch.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # Tensors the loaded weights lacked (``model.grow``): they keep their initialisation.
-        self.fresh_tensors: list[str] = []
-        self.model = self._initial_model(recipe).to(device, memory_format=self.memory_format).train()
+        model, self.fresh_tensors = self._initial_model(recipe)
+        self.model = model.to(device, memory_format=self.memory_format).train()
         self.ema = EMA(self.model, recipe.optim.ema)
         # A copy, not a second build_model: building would draw from the global RNG mid-run.
         self.eval_model = copy.deepcopy(self.model)
@@ -55,16 +54,18 @@ class Trainer:
         self.wall_time_s = 0.0
         self.val: ValidationScores | None = None
 
-    def _initial_model(self, recipe: Recipe) -> nn.Module:
-        """A fresh network, or one loaded from ``model.weights`` (strict unless ``model.grow``, with a key-level error)."""
+    def _initial_model(self, recipe: Recipe) -> tuple[nn.Module, list[str]]:
+        """A fresh network, or one loaded from ``model.weights`` (strict unless ``model.grow``, with a key-level error).
+
+        Also returns the tensors the weights lacked (``model.grow``): they keep their initialisation.
+        """
         if recipe.model.weights is None:
-            return build_model(self.arch, self.config)
+            return build_model(self.arch, self.config), []
         state = read_state_dict(Path(recipe.model.weights))
         module, _ = build_and_load(
             self.arch.name, self.config, state, recipe.model.weights, allow_missing=recipe.model.grow
         )
-        self.fresh_tensors = sorted(set(module.state_dict()) - set(state))
-        return module
+        return module, sorted(set(module.state_dict()) - set(state))
 
     def step(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:
         """One optimisation step on a batch; returns the loss."""
