@@ -60,6 +60,7 @@ def test_registry_names() -> None:
         "tiny",
         "lite-w16",
         "lite-w16-deep",
+        "lite-w16-deeper",
         "lite-w24",
     } == set(ARCHITECTURES["nafnet"].configs)
     assert set(ARCHITECTURES["nafnet-local"].configs) == set(ARCHITECTURES["nafnet"].configs)
