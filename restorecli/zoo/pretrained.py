@@ -118,7 +118,7 @@ def _bundled(task: str, config: str) -> PretrainedEntry:
 
 ENTRIES: tuple[PretrainedEntry, ...] = (
     _bundled("derain", "lite-w16"),
-    _bundled("deblur", "lite-w16-deep"),
+    _bundled("deblur", "lite-w16-deeper"),
     _bundled("denoise", "lite-w16"),
     _restormer(
         "derain", "deraining", "derain", "deraining", "Y-channel mean of 5 sets 33.96/0.935; Rain100L 38.99/0.978"
