@@ -238,8 +238,8 @@ NAFNET_CONFIGS: dict[str, Config] = {
     # their depth (GoPro: 28 of 33 blocks); grown from lite-w16 weights (recipe model.grow).
     "lite-w16-deep": {"width": 16, **_NAFNET_LITE, "enc_blk_nums": [0, 1, 1, 8]},
     # lite-w16-deep with four more encoder and two more decoder blocks at 1/8 and two more middle
-    # blocks at 1/16, where blocks cost little time per megapixel (1 MP fp32, best of 3: 0.62 ->
-    # 0.84 s); grown from lite-w16-deep weights. 4.08 M parameters.
+    # blocks at 1/16, where blocks cost little time per megapixel (1 MP fp32, bench_performance.py:
+    # 0.97 -> 1.23 s); grown from lite-w16-deep weights. 4.08 M parameters.
     "lite-w16-deeper": {
         "width": 16,
         **_NAFNET_LITE,
