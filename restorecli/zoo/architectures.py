@@ -240,13 +240,7 @@ NAFNET_CONFIGS: dict[str, Config] = {
     # lite-w16-deep with four more encoder and two more decoder blocks at 1/8 and two more middle
     # blocks at 1/16, where blocks cost little time per megapixel (1 MP fp32, bench_performance.py:
     # 0.97 -> 1.23 s); grown from lite-w16-deep weights. 4.08 M parameters.
-    "lite-w16-deeper": {
-        "width": 16,
-        **_NAFNET_LITE,
-        "enc_blk_nums": [0, 1, 1, 12],
-        "middle_blk_num": 4,
-        "dec_blk_nums": [3, 1, 1, 0],
-    },
+    "lite-w16-deeper": {"width": 16, "enc_blk_nums": [0, 1, 1, 12], "middle_blk_num": 4, "dec_blk_nums": [3, 1, 1, 0]},
     "lite-w24": {"width": 24, **_NAFNET_LITE},
     # Test config: two levels, a few thousand parameters, milliseconds on 32x32.
     "tiny": {"width": 4, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]},
