@@ -117,6 +117,7 @@ class CleanDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         margin: int,
         augment: bool,
         channels: int,
+        grey_fraction: float = 0.0,
     ) -> None:
         self.files = list(files)
         self.kind = degradation.kind
@@ -125,6 +126,7 @@ class CleanDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.margin = margin
         self.augment = augment
         self.channels = channels
+        self.grey_fraction = grey_fraction
 
     def __len__(self) -> int:
         return len(self.files)
@@ -139,6 +141,9 @@ class CleanDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         window = to_channels(to_float(pixels[random_window(pixels.shape, size, rng)]), self.channels)
         if self.augment:
             (window,) = augment([window], rng)
+        # Drawn only when asked for, so recipes without grey patches keep their random streams.
+        if self.grey_fraction and self.channels == 3 and rng.random() < self.grey_fraction:
+            window = to_channels(to_channels(window, 1), 3)
         degraded = degradations.degrade(self.kind, window, rng, self.params)
         keep = center_window(window.shape, patch)
         return _to_chw(np.asarray(degraded, dtype=np.float32)[keep]), _to_chw(window[keep])
@@ -268,7 +273,9 @@ def build_train_dataset(recipe: Recipe, channels: int) -> CleanDataset | PairedD
     data = recipe.data
     if recipe.degradation is not None and data.clean:
         files = clean_files(data.clean)
-        return CleanDataset(files, recipe.degradation, recipe.seed, data.margin, data.augment, channels)
+        return CleanDataset(
+            files, recipe.degradation, recipe.seed, data.margin, data.augment, channels, data.grey_fraction
+        )
     pairs = paired_files(data.paired or "", data.dirs, data.split, data.patterns)
     return PairedDataset(pairs, recipe.seed, data.augment, channels)
 
@@ -277,7 +284,7 @@ def describe_data(recipe: Recipe, dataset: CleanDataset | PairedDataset) -> dict
     """What the model was trained and validated on, for the model card."""
     data = recipe.data
     train: dict[str, Any] = (
-        {"clean": list(data.clean), "images": len(dataset)}
+        {"clean": list(data.clean), "images": len(dataset), "grey_fraction": data.grey_fraction}
         if data.clean
         else {
             "paired": data.paired,

@@ -82,6 +82,8 @@ class DataSection:
         margin: extra context cropped around a patch before degrading it, so blur and rain near the
             patch border see real neighbouring pixels; the margin is cut away afterwards.
         augment: random flips and 90-degree rotations.
+        grey_fraction: share of clean patches turned grey (BT.601 luma in every channel) before they
+            are degraded, so one colour network also learns grey scans and photos.
     """
 
     clean: tuple[str, ...] = ()
@@ -94,6 +96,7 @@ class DataSection:
     workers: int = 1
     margin: int = 16
     augment: bool = True
+    grey_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -397,6 +400,8 @@ def _check(recipe: Recipe, source: str) -> None:
     untils = [s.until for s in recipe.schedule.stages]
     if untils != sorted(set(untils)):
         raise ConfigError(f"Expected schedule.stages in increasing 'until' order, but got {untils} ({source})")
+    if not 0 <= data.grey_fraction <= 1:
+        raise ConfigError(f"Expected data.grey_fraction in [0, 1], but got {data.grey_fraction} ({source})")
     if not 0 <= recipe.optim.ema < 1:
         raise ConfigError(f"Expected optim.ema in [0, 1), but got {recipe.optim.ema} ({source})")
     if min(recipe.schedule.warmup, data.workers, data.margin, recipe.runtime.threads) < 0:

@@ -242,6 +242,9 @@ NAFNET_CONFIGS: dict[str, Config] = {
     # 0.97 -> 1.23 s); grown from lite-w16-deep weights. 4.08 M parameters.
     "lite-w16-deeper": {"width": 16, "enc_blk_nums": [0, 1, 1, 12], "middle_blk_num": 4, "dec_blk_nums": [3, 1, 1, 0]},
     "lite-w24": {"width": 24, **_NAFNET_LITE},
+    # lite-w16 with two encoder and two decoder blocks at full resolution, where denoising needs
+    # fine detail; grown from lite-w16 weights (the new blocks start as identities).
+    "lite-w16-full": {"width": 16, "enc_blk_nums": [2, 1, 1, 2], "middle_blk_num": 2, "dec_blk_nums": [1, 1, 1, 2]},
     # Test config: two levels, a few thousand parameters, milliseconds on 32x32.
     "tiny": {"width": 4, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]},
 }

@@ -29,12 +29,17 @@ class NoiseParams:
             the unclipped float image to the network.
         quantize: round to 8-bit levels (``round(x * 255) / 255``), as if the noisy image had been
             saved as an 8-bit file. Off by default for the same reason.
+        grey_noise: when the image's channels are all equal (a grey picture stored as RGB), draw one
+            noise plane for every channel, as a grey scan or sensor has. Off by default so the random
+            streams of existing noisy sets stay the same; training a colour network for grey inputs
+            needs it, since independent noise on a grey image is not what grey inputs carry.
     """
 
     sigma: float | None = None
     sigma_range: tuple[float, float] | None = None
     clip: bool = False
     quantize: bool = False
+    grey_noise: bool = False
 
     def __post_init__(self) -> None:
         if self.sigma is not None and self.sigma_range is not None:
@@ -65,6 +70,13 @@ def finish_noisy(noisy: np.ndarray, clip: bool, quantize: bool, levels: int = EI
     return noisy.astype(np.float32, copy=False)
 
 
+def is_grey(image: np.ndarray) -> bool:
+    """True for ``(H, W)`` and ``(H, W, 1)`` images and for those whose colour channels are all equal."""
+    if image.ndim == 2 or image.shape[2] == 1:
+        return True
+    return bool((image[:, :, 1:] == image[:, :, :1]).all())
+
+
 def add_gaussian_noise(image: np.ndarray, rng: np.random.Generator, params: NoiseParams) -> np.ndarray:
     """Noisy copy of a float image in ``[0, 1]`` (any shape), float32, for on-the-fly training.
 
@@ -73,7 +85,10 @@ def add_gaussian_noise(image: np.ndarray, rng: np.random.Generator, params: Nois
     """
     image = check_image(image)
     sigma = params.draw_sigma(rng)
-    noise = rng.standard_normal(image.shape, dtype=np.float32)
+    shape = image.shape
+    if params.grey_noise and is_grey(image):
+        shape = (*image.shape[:2], 1)
+    noise = rng.standard_normal(shape, dtype=np.float32)
     noisy = image + noise * np.float32(sigma / EIGHT_BIT_MAX)
     return finish_noisy(noisy, params.clip, params.quantize)
 
