@@ -85,7 +85,7 @@ def test_single_file_input_with_tiling(checkpoint: Path, images: Path, tmp_path:
 def test_missing_default_weights_give_the_clear_message(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(download, "PROJECT_WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(download, "SHIPPED_WEIGHTS_DIR", tmp_path / "weights")
     monkeypatch.setenv("RESTORECLI_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["derain", str(images), str(tmp_path / "out"), "-q"])

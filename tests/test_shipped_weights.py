@@ -20,7 +20,7 @@ CROP = (slice(150, 310), slice(150, 310))  # 160 x 160, away from the borders
 @pytest.mark.parametrize("command", sorted(DEGRADED))
 def test_default_model_restores_a_real_crop(command: str) -> None:
     entry = pretrained.default_for(command)
-    weights = download.PROJECT_WEIGHTS_DIR / entry.filename
+    weights = download.SHIPPED_WEIGHTS_DIR / entry.filename
     card = loader.read_model_card(weights)
     assert card is not None and card["arch"] == entry.arch
     assert card["config"] == loader.architectures.resolve_config(entry.arch, entry.config)

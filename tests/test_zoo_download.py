@@ -149,7 +149,7 @@ def test_zoo_entry_downloads_into_the_cache_then_loads_from_it(
         sha256=hashlib.sha256(data).hexdigest(),
     )
     monkeypatch.setattr(pretrained, "_BY_NAME", {entry.name: entry})
-    monkeypatch.setattr(download, "PROJECT_WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(download, "SHIPPED_WEIGHTS_DIR", tmp_path / "weights")
     monkeypatch.setenv("RESTORECLI_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     descriptor = loader.load_descriptor(entry.name, progress=False)

@@ -136,7 +136,7 @@ def test_tlc_switches_nafnet_to_its_local_variant(tmp_path: Path) -> None:
 
 
 def test_missing_bundled_weights_say_where_to_put_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download, "PROJECT_WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(download, "SHIPPED_WEIGHTS_DIR", tmp_path / "weights")
     monkeypatch.setenv("RESTORECLI_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     entry = pretrained.default_for("derain")

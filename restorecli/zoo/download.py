@@ -1,13 +1,16 @@
 """Where weight files live, and fetching them: cache folder, resumable download, SHA-256 check.
 
-Resolution order (first hit wins): an explicit path, the project's ``weights/`` folder, the user
-cache (``$RESTORECLI_HOME/weights``, else the platform cache dir), then a download into the cache.
+Resolution order (first hit wins): an explicit path, the weights shipped inside the package
+(``restorecli/weights``: package data in wheels and sdists, a link to the repository's top-level
+``weights/`` in a source tree), ``./weights``, the user cache (``$RESTORECLI_HOME/weights``, else
+the platform cache dir), then a download into the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib.resources
 import os
 import sys
 import urllib.error
@@ -19,7 +22,7 @@ from tqdm import tqdm
 
 from restorecli.errors import ChecksumError, DownloadError
 
-PROJECT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+SHIPPED_WEIGHTS_DIR = Path(str(importlib.resources.files("restorecli") / "weights"))
 _CHUNK_BYTES = 1 << 20
 
 
@@ -39,7 +42,7 @@ def cache_dir() -> Path:
 
 def search_dirs() -> list[Path]:
     """Folders searched for a weight file by name, in order (before any download)."""
-    folders = [PROJECT_WEIGHTS_DIR, Path.cwd() / "weights", cache_dir()]
+    folders = [SHIPPED_WEIGHTS_DIR, Path.cwd() / "weights", cache_dir()]
     return list(dict.fromkeys(folder.resolve() for folder in folders))
 
 

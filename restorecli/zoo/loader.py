@@ -109,7 +109,7 @@ def resolve_weights(entry: pretrained.PretrainedEntry, weights: Path | None = No
     target = download.cache_dir() / entry.filename
     if entry.url is None:
         raise WeightsNotFoundError(
-            f"Expected the weights of {entry.name} at {download.PROJECT_WEIGHTS_DIR / entry.filename}, but the file "
+            f"Expected the weights of {entry.name} at {download.SHIPPED_WEIGHTS_DIR / entry.filename}, but the file "
             f"is missing; {entry.origin}"
         )
     return download.download(entry.url, target, sha256=entry.sha256, progress=progress)
