@@ -11,6 +11,7 @@ from restorecli import load_model, restore_image
 from restorecli.images import read_array
 from restorecli.metrics.psnr_ssim import psnr
 from restorecli.zoo import download, loader, pretrained
+from restorecli.zoo.card import read_card
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DEGRADED = {"derain": "rainy", "deblur": "blurry", "denoise": "noisy"}
@@ -21,9 +22,9 @@ CROP = (slice(150, 310), slice(150, 310))  # 160 x 160, away from the borders
 def test_default_model_restores_a_real_crop(command: str) -> None:
     entry = pretrained.default_for(command)
     weights = download.SHIPPED_WEIGHTS_DIR / entry.filename
-    card = loader.read_model_card(weights)
-    assert card is not None and card["arch"] == entry.arch
-    assert card["config"] == loader.architectures.resolve_config(entry.arch, entry.config)
+    card = read_card(weights)
+    assert card is not None and card.arch == entry.arch
+    assert card.config == loader.architectures.resolve_config(entry.arch, entry.config)
     assert weights.stat().st_size <= 20 * 1024 * 1024
     model = load_model(entry.name, device="cpu")
     clean = read_array(EXAMPLES / "clean" / "kodim23.png")[CROP]

@@ -36,6 +36,7 @@ CARD_KEYS = {
     "val",
     "created",
     "restorecli_version",
+    "stages",
 }
 
 
@@ -97,6 +98,8 @@ def test_a_short_run_lowers_the_loss_and_exports_a_loadable_model(data: Path) ->
     assert card["data"]["train"]["images"] == 4
     assert set(card["val"]) >= {"psnr", "ssim", "input_psnr", "input_ssim", "images"} and card["val"]["images"] == 2
     assert recipe_from_dict(card["recipe"]) == recipe
+    (stage,) = card["stages"]  # a fresh start: the chain is this run alone
+    assert stage["iterations"] == 24 and stage["weights_from"] is None and stage["seed"] == recipe.seed
 
     tensors = load_file(str(export.weights))
     reference = build_model(card["arch"], card["config"]).state_dict()
@@ -128,8 +131,8 @@ def test_the_recipe_pad_mode_reaches_validation_the_card_and_the_loader(data: Pa
     assert cards["constant"]["val"]["psnr"] != cards["reflect"]["val"]["psnr"]  # same weights, other borders
     # Exporting the zero-padded run again with the override reproduces the reflect run's card.
     again = export_run(data / "constant", out_dir=data / "again", overrides=["model.pad_mode=reflect"])
-    assert again.card_data["pad_mode"] == "reflect" and again.card_data["recipe"]["model"]["pad_mode"] == "reflect"
-    assert again.card_data["val"] == cards["reflect"]["val"]
+    assert again.card_data.pad_mode == "reflect" and again.card_data.recipe["model"]["pad_mode"] == "reflect"
+    assert again.card_data.to_dict()["val"] == cards["reflect"]["val"]
 
     export.card.write_text(json.dumps({**cards["reflect"], "pad_mode": "zeros"}))
     with pytest.raises(CheckpointError, match="pad_mode.*'zeros'"):
@@ -329,3 +332,16 @@ def test_growing_a_trained_network_into_a_deeper_config_keeps_its_output(data: P
 def test_grow_needs_weights(data: Path) -> None:
     with pytest.raises(ConfigError, match="model.grow is set without them"):
         make_recipe(data, "nothing", model={"arch": "nafnet", "config": "tiny", "grow": True})
+
+
+def test_a_run_from_exported_weights_records_the_whole_chain(data: Path) -> None:
+    first = train(make_recipe(data, "first", iterations=3), progress=False).export
+    assert first is not None
+    model = {"arch": "nafnet", "config": "tiny", "weights": str(first.weights)}
+    second = train(make_recipe(data, "second", iterations=2, model=model, seed=7), progress=False).export
+    assert second is not None
+    stages = json.loads(second.card.read_text())["stages"]
+    assert [stage["iterations"] for stage in stages] == [3, 2]
+    assert [stage["run"] for stage in stages] == [str(data / "first"), str(data / "second")]
+    assert stages[0]["weights_from"] is None and stages[1]["weights_from"] == str(first.weights)
+    assert stages[1]["seed"] == 7 and stages[1]["data"]["images"] == stages[0]["data"]["images"]

@@ -173,3 +173,33 @@ def test_cli_reports_recipe_errors_on_stderr(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "readable recipe file" in missing.stderr
     neither = CliRunner().invoke(app, ["train"])
     assert neither.exit_code == 1 and "recipe file" in neither.stderr
+
+
+def test_a_recipe_extends_another_and_overrides_what_differs(tmp_path: Path) -> None:
+    base = tmp_path / "base.toml"
+    base.write_text(
+        'name = "base"\nseed = 1\n[model]\narch = "nafnet"\nconfig = "tiny"\n'
+        '[data]\nclean = ["a", "b"]\npatch = 32\nbatch = 4\n'
+        '[degradation]\nkind = "noise"\nparams = { sigma = 25.0 }\n[schedule]\niterations = 10\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.toml"
+    child.write_text('extends = "../base.toml"\nseed = 2\n[data]\nclean = ["c"]\nbatch = 8\n', encoding="utf-8")
+    grandchild = tmp_path / "sub" / "grand.toml"
+    grandchild.write_text('extends = "child.toml"\n[data]\npatch = 64\n', encoding="utf-8")
+
+    recipe = load_recipe(grandchild, overrides=["data.batch=2"])
+    assert recipe.name == "base" and recipe.seed == 2 and recipe.model.config == "tiny"
+    assert recipe.data.clean == ("c",) and recipe.data.patch == 64 and recipe.data.batch == 2
+    assert recipe.degradation is not None and recipe.degradation.params == {"sigma": 25.0}
+
+
+def test_extends_cycles_and_missing_parents_are_config_errors(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n', encoding="utf-8")
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="without a cycle"):
+        load_recipe(tmp_path / "a.toml")
+    (tmp_path / "c.toml").write_text('extends = "nowhere.toml"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="nowhere.toml"):
+        load_recipe(tmp_path / "c.toml")

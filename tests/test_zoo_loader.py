@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from restorecli.errors import CheckpointError, UnknownModelError, WeightsNotFoundError
 from restorecli.zoo import architectures, download, loader, pretrained
+from restorecli.zoo.card import ModelCard
 
 
 def _tiny_state(arch: str = "nafnet") -> dict[str, torch.Tensor]:
@@ -60,7 +61,7 @@ def test_safetensors_with_model_card_uses_the_card(tmp_path: Path) -> None:
     path.with_suffix(".json").write_text(json.dumps(card))
     descriptor = loader.load_descriptor(path)
     assert descriptor.task == "derain"
-    assert descriptor.extra["card"]["name"] == "mine"
+    assert descriptor.extra["card"].name == "mine"
 
 
 class _Exploit:
@@ -157,6 +158,7 @@ def test_explicit_weights_path_wins(tmp_path: Path) -> None:
 
 
 def test_measured_score_reads_the_card_validation() -> None:
-    card = {"val": {"psnr": 31.234, "ssim": 0.9123, "input_psnr": 20.1, "source": "../data/Kodak24"}}
-    assert loader.measured_score(card) == "Kodak24 31.23 dB / 0.912 (input 20.10 dB)"
-    assert loader.measured_score({"val": None}) == "not validated"
+    val = {"psnr": 31.234, "ssim": 0.9123, "input_psnr": 20.1, "input_ssim": 0.5, "images": 24, "source": "../data/Kodak24"}
+    card = ModelCard.from_dict({"arch": "nafnet", "config": {}, "val": val}, "card.json")
+    assert card.measured_score() == "Kodak24 31.23 dB / 0.912 (input 20.10 dB)"
+    assert ModelCard.from_dict({"arch": "nafnet", "config": {}, "val": None}, "c.json").measured_score() == "not validated"

@@ -16,14 +16,15 @@ def models(
     as_json: JsonOption = False,
 ) -> None:
     """List the model zoo: architecture, task, local availability, licence and score."""
-    from restorecli.zoo import download, loader, pretrained
+    from restorecli.zoo import download, pretrained
+    from restorecli.zoo.card import read_card
 
     rows = []
     for entry in pretrained.ENTRIES:
         if task is not None and entry.task != task:
             continue
         local = download.find_local(entry.filename)
-        card = loader.read_model_card(local) if local is not None else None
+        card = read_card(local) if local is not None else None
         rows.append(
             {
                 "name": entry.name,
@@ -34,7 +35,7 @@ def models(
                 "local": str(local) if local else "-",
                 "source": entry.url or "bundled",
                 "license": entry.license,
-                "score": loader.measured_score(card) if card else entry.paper_score,
+                "score": card.measured_score() if card else entry.paper_score,
             }
         )
     if as_json:

@@ -9,11 +9,13 @@ mode="reflect")`` does. A side of one pixel has nothing to mirror and is replica
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from restorecli.zoo.descriptor import PadMode
+PadMode = Literal["reflect", "constant"]
 
 
 def round_up(size: int, multiple: int) -> int:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from restorecli import __version__
 from restorecli.engine.device import resolve_device
@@ -25,7 +23,9 @@ from restorecli.train import checkpoint as ckpt
 from restorecli.train.data import build_validation_set
 from restorecli.train.recipe import Recipe, parse_override, recipe_from_dict, set_value
 from restorecli.train.validate import validate
-from restorecli.zoo.architectures import build_model, get_arch
+from restorecli.zoo.architectures import get_arch
+from restorecli.zoo.card import ModelCard, TrainingStage, Validation, read_card, write_card
+from restorecli.zoo.loader import build_and_load
 
 TASK_BY_DEGRADATION = {"noise": "denoise", "blur": "deblur", "rain": "derain"}
 
@@ -36,7 +36,7 @@ class ExportResult:
 
     weights: Path
     card: Path
-    card_data: dict[str, Any]
+    card_data: ModelCard
 
 
 def task_of(recipe: Recipe) -> str | None:
@@ -73,16 +73,10 @@ def export_run(
         set_value(raw, *parse_override(override))
     recipe = recipe_from_dict(raw, source=str(latest))
     spec = get_arch(state["arch"])
-    model = build_model(spec, state["config"])
-    try:
-        model.load_state_dict(state["ema"], strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"Expected EMA weights of {spec.name} {state['config']}, but loading failed: {exc} ({latest})"
-        ) from exc
+    model, _ = build_and_load(spec.name, state["config"], state["ema"], f"EMA weights of {latest}")
 
     multiple, mode = spec.padding(state["config"], recipe.model.pad_mode)
-    val: dict[str, Any] | None = None
+    val: Validation | None = None
     if recipe.validation is not None:
         section = dataclasses.replace(
             recipe.validation, crop=recipe.validation.final_crop, max_images=recipe.validation.final_max_images
@@ -98,28 +92,43 @@ def export_run(
             crop_border=section.crop_border,
             y_channel=section.y_channel,
         )
-        val = {**asdict(scores), "crop": section.crop, "source": section.clean or section.paired}
+        val = Validation(**asdict(scores), crop=section.crop, source=section.clean or section.paired)
 
-    card = {
-        "name": recipe.name,
-        "arch": spec.name,
-        "config": state["config"],
-        "pad_mode": mode,  # how the zoo loader pads inputs for this model (the card's validation did so)
-        "task": task_of(recipe),
-        "recipe": raw,
-        "data": state["data"],
-        "iterations": int(state["iteration"]),
-        "wall_time_s": round(float(state["wall_time_s"]), 1),
-        "val": val,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "restorecli_version": __version__,
-    }
+    card = ModelCard(
+        name=recipe.name,
+        arch=spec.name,
+        config=state["config"],
+        pad_mode=mode,  # how the zoo loader pads inputs for this model (the card's validation did so)
+        task=task_of(recipe),
+        recipe=raw,
+        data=state["data"],
+        iterations=int(state["iteration"]),
+        wall_time_s=round(float(state["wall_time_s"]), 1),
+        val=val,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        restorecli_version=__version__,
+    )
+    card = dataclasses.replace(card, stages=(*earlier_stages(recipe), card.this_stage()))
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     weights = out_dir / f"{recipe.name}.safetensors"
     card_path = out_dir / f"{recipe.name}.json"
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights) as temporary:
         save_file(tensors, str(temporary), metadata={"format": "pt", "arch": spec.name, "name": recipe.name})
-    with atomic_path(card_path) as temporary:
-        temporary.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_card(card, card_path)
     return ExportResult(weights=weights, card=card_path, card_data=card)
+
+
+def earlier_stages(recipe: Recipe) -> tuple[TrainingStage, ...]:
+    """The chain of the weights a run started from (their card's stages), empty for a fresh start.
+
+    Weights without a card beside them (an official checkpoint) start the chain with one stage that
+    names the file.
+    """
+    source = recipe.model.weights
+    if source is None:
+        return ()
+    parent = read_card(Path(source)) if Path(source).is_file() else None
+    if parent is None:
+        return (TrainingStage(run=source, config=None, weights_from=None, iterations=0, wall_time_s=0.0, seed=0, data={}),)
+    return parent.chain()

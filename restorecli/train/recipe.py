@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from restorecli.errors import ConfigError
-from restorecli.zoo.descriptor import PadMode
+from restorecli.engine.padding import PadMode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -228,24 +228,51 @@ class Recipe:
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), settings: Mapping[str, Any] | None = None) -> Recipe:
     """Read a TOML recipe, apply ``key.sub=value`` overrides then typed ``settings``, and validate it.
 
+    A recipe may start with ``extends = "other.toml"`` (a path relative to the recipe's own folder):
+    it then holds only what differs from that recipe. Tables merge key by key, any other value
+    (arrays included) replaces the inherited one, and chains of ``extends`` are followed.
+
     Args:
         path: the recipe file.
         overrides: ``--set`` strings, values typed by TOML (see :func:`parse_override`).
         settings: dotted keys with Python values (``{"schedule.iterations": 500}``), for CLI options.
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"Expected a readable recipe file, but got {exc.strerror} ({path})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Expected valid TOML, but got {exc} ({path})") from exc
+    raw = _read_with_parents(path, ())
     for override in overrides:
         keys, value = parse_override(override)
         set_value(raw, keys, value)
     for key, value in (settings or {}).items():
         set_value(raw, key.split("."), value)
     return recipe_from_dict(raw, source=str(path))
+
+
+def _read_with_parents(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The raw table of ``path`` laid over the recipes it ``extends``."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ConfigError(f"Expected recipes that extend others without a cycle, but got {chain}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"Expected a readable recipe file, but got {exc.strerror} ({path})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Expected valid TOML, but got {exc} ({path})") from exc
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"Expected extends to be a recipe file name, but got {parent!r} ({path})")
+    return _merged(_read_with_parents(path.parent / parent, (*seen, path.resolve())), raw)
+
+
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` laid over it: tables merge recursively, other values replace."""
+    merged = dict(base)
+    for key, value in changes.items():
+        inherited = merged.get(key)
+        merged[key] = _merged(inherited, value) if isinstance(inherited, dict) and isinstance(value, dict) else value
+    return merged
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from restorecli.engine.padding import crop, pad_to_multiple
+from restorecli.engine.padding import PadMode, crop, pad_to_multiple
 from restorecli.metrics.psnr_ssim import psnr, ssim
 from restorecli.train.data import ValidationItem
-from restorecli.zoo.descriptor import PadMode
 
 _DATA_RANGE = 255
 

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from restorecli.archs.nafnet import NAFNet, NAFNetLocal
 from restorecli.archs.restormer import Restormer
+from restorecli.engine.padding import PadMode
 from restorecli.errors import CheckpointError, ConfigError, UnknownModelError
-from restorecli.zoo.descriptor import PadMode
 
 Config = dict[str, Any]
 StateDict = Mapping[str, Tensor]

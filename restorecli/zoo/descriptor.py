@@ -7,13 +7,13 @@ this record, never from the architecture's name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # annotations only: the recipe reads PadMode without loading torch
+if TYPE_CHECKING:  # annotations only
     import torch
     from torch import nn
 
-PadMode = Literal["reflect", "constant"]
+    from restorecli.engine.padding import PadMode
 
 
 @dataclass

@@ -7,18 +7,18 @@ A path alone is enough: the architecture comes from a model card beside the file
 
 from __future__ import annotations
 
-import json
 import pickle
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from restorecli.engine.padding import PadMode
 from restorecli.errors import CheckpointError, UnknownModelError, WeightsNotFoundError
 from restorecli.zoo import architectures, download, pretrained
-from restorecli.zoo.descriptor import ModelDescriptor, PadMode
+from restorecli.zoo.card import read_card
+from restorecli.zoo.descriptor import ModelDescriptor
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
@@ -67,34 +67,6 @@ def _unwrap(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
 
 def _is_state_dict(mapping: Mapping[Any, Any]) -> bool:
     return bool(mapping) and all(isinstance(v, torch.Tensor) for v in mapping.values())
-
-
-def read_model_card(weights_path: Path) -> dict[str, Any] | None:
-    """The JSON model card written by ``restore train`` beside ``weights_path`` (same stem), if any."""
-    card_path = Path(weights_path).with_suffix(".json")
-    if not card_path.is_file():
-        return None
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Expected a JSON model card, but reading failed: {exc} ({card_path})") from exc
-    if not isinstance(card, dict) or "arch" not in card or "config" not in card:
-        raise CheckpointError(f"Expected 'arch' and 'config' in the model card ({card_path})")
-    if card.get("pad_mode") not in (None, *typing.get_args(PadMode)):
-        raise CheckpointError(
-            f"Expected the model card's pad_mode among {list(typing.get_args(PadMode))}, "
-            f"but got {card['pad_mode']!r} ({card_path})"
-        )
-    return card
-
-
-def measured_score(card: dict[str, Any]) -> str:
-    """The validation result a model card records, as one line for tables."""
-    val = card.get("val") or {}
-    if "psnr" not in val:
-        return "not validated"
-    source = Path(str(val.get("source", "validation set"))).name
-    return f"{source} {val['psnr']:.2f} dB / {val['ssim']:.3f} (input {val['input_psnr']:.2f} dB)"
 
 
 def resolve_weights(entry: pretrained.PretrainedEntry, weights: Path | None = None, *, progress: bool = True) -> Path:
@@ -234,22 +206,20 @@ def _load_checkpoint(
     path: Path, entry: pretrained.PretrainedEntry | None, tlc: bool | None, name: str
 ) -> ModelDescriptor:
     state = read_state_dict(path)
-    card = read_model_card(path) if entry is None else None
+    card = read_card(path)
     extra: dict[str, Any] = {"weights": str(path)}
+    if card is not None:
+        extra["card"] = card
     if entry is not None:
         arch, config, task = entry.arch, entry.config, entry.task
         extra.update(entry.display_facts())
-        entry_card = read_model_card(path)
-        if entry_card is not None:
-            extra["card"] = entry_card
     elif card is not None:
-        arch, config, task = card["arch"], card["config"], card.get("task")
-        extra["card"] = card
+        arch, config, task = card.arch, card.config, card.task
     else:
         arch, config = architectures.infer_arch(state)
         task = None
     use_tlc = entry.tlc if (tlc is None and entry is not None) else bool(tlc)
     arch = architectures.local_variant(arch) if use_tlc else arch
     module, kwargs = build_and_load(arch, config, state, str(path))
-    pad_mode = extra["card"].get("pad_mode") if "card" in extra else None
+    pad_mode = card.pad_mode if card is not None else None
     return describe(module, name, arch, kwargs, task, extra, pad_mode)
