@@ -61,7 +61,7 @@ def test_registry_names() -> None:
         "lite-w16",
         "lite-w16-deep",
         "lite-w16-deeper",
-        "lite-w24",
+        "lite-w16-full",
     } == set(ARCHITECTURES["nafnet"].configs)
     assert set(ARCHITECTURES["nafnet-local"].configs) == set(ARCHITECTURES["nafnet"].configs)
 

@@ -2,9 +2,8 @@
 
 Convolutions by parts: GDFN ends with ``gelu(x1) * x2`` over the two channel halves of one
 depth-wise convolution's output, and MDTA splits its ``qkv`` map in three. On a channels-last map
-such parts are strided views: element-wise kernels over them run 1.6-2.5x slower than over
-contiguous maps (GELU 36 vs 14 ms on a 255-channel 256x256 half, 2 threads), and bf16 matrix
-products copy them first. Computing each part as its own map with the matching weight slices gives
+such parts are strided views: element-wise kernels over them run slower than over contiguous
+maps, and bf16 matrix products copy them first (``bench/bench_performance.py --levers`` measures it). Computing each part as its own map with the matching weight slices gives
 contiguous maps for the same arithmetic; the slices are views of the module's own parameters, so
 state dicts and gradients are unchanged. Finishing one part before the next also keeps fewer wide
 maps alive at once.

@@ -3,9 +3,8 @@
 glibc serves large requests (over 128 KiB, a threshold that adapts up to 32 MiB) with fresh
 ``mmap`` pages and unmaps them on ``free``; it also trims the top of the heap once 128 KiB are free.
 A network's forward pass frees and re-allocates the same few large activations layer after layer,
-so with those defaults every layer's output is faulted in page by page again: measured on the
-2-core development machine, Restormer at 256x256 spent 11.6 s of system time against 15.1 s of user
-time (13.7 s wall), and 6.4 s wall once freed memory stays mapped (``bench/bench_performance.py``).
+so with those defaults every layer's output is faulted in page by page again, and system time
+rivals the arithmetic (the "keep freed memory" lever of ``bench/bench_performance.py --levers``).
 
 :func:`keep_freed_memory` makes glibc serve every size from its heap and never trim it. The cost is
 that the process keeps its peak footprint until it exits, which suits a restoration run; PyTorch's

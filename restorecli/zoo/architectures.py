@@ -44,8 +44,7 @@ class ArchSpec:
         local: True when an output pixel depends only on a bounded neighbourhood.
         tlc_variant: the registry name of this family's test-time-local-converter variant.
         channels_last: inference is faster on channels-last inputs, so the engine uses it by default
-            (CPU, ``bench/bench_performance.py --levers``: Restormer 1.57x with its regrouped forward,
-            NAFNet ~30%).
+            (measured per architecture by ``bench/bench_performance.py --levers``).
     """
 
     name: str
@@ -224,7 +223,7 @@ def _nafnet_channels(config: Config) -> tuple[int, int]:
 _NAFNET_SIDD: Config = {"enc_blk_nums": [2, 2, 4, 8], "middle_blk_num": 12, "dec_blk_nums": [2, 2, 2, 2]}
 _NAFNET_GOPRO: Config = {"enc_blk_nums": [1, 1, 1, 28], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1]}
 # No blocks at full resolution (enc level 1 and the last decoder): there, per-pixel element-wise work
-# dominates CPU time (measured: 2.65 s vs 4.71 s CPU per megapixel on one thread, same block count).
+# dominates CPU time, so a block costs far more per megapixel than one a level deeper.
 _NAFNET_LITE: Config = {"enc_blk_nums": [0, 1, 1, 2], "middle_blk_num": 2, "dec_blk_nums": [1, 1, 1, 0]}
 NAFNET_CONFIGS: dict[str, Config] = {
     "sidd-width32": {"width": 32, **_NAFNET_SIDD},
@@ -238,10 +237,9 @@ NAFNET_CONFIGS: dict[str, Config] = {
     # their depth (GoPro: 28 of 33 blocks); grown from lite-w16 weights (recipe model.grow).
     "lite-w16-deep": {"width": 16, **_NAFNET_LITE, "enc_blk_nums": [0, 1, 1, 8]},
     # lite-w16-deep with four more encoder and two more decoder blocks at 1/8 and two more middle
-    # blocks at 1/16, where blocks cost little time per megapixel (1 MP fp32, bench_performance.py:
-    # 0.97 -> 1.23 s); grown from lite-w16-deep weights. 4.08 M parameters.
+    # blocks at 1/16, where blocks cost little time per megapixel (bench/results/epyc-deblur-deeper.txt);
+    # grown from lite-w16-deep weights.
     "lite-w16-deeper": {"width": 16, "enc_blk_nums": [0, 1, 1, 12], "middle_blk_num": 4, "dec_blk_nums": [3, 1, 1, 0]},
-    "lite-w24": {"width": 24, **_NAFNET_LITE},
     # lite-w16 with two encoder and two decoder blocks at full resolution, where denoising needs
     # fine detail; grown from lite-w16 weights (the new blocks start as identities).
     "lite-w16-full": {"width": 16, "enc_blk_nums": [2, 1, 1, 2], "middle_blk_num": 2, "dec_blk_nums": [1, 1, 1, 2]},
