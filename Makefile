@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[dev]"
+	# spandrel without its torchvision requirement: PyPI's torchvision would replace this CPU torch with
+	# a CUDA build, and restorecli imports spandrel without torchvision (restorecli/zoo/via_spandrel.py).
+	$(BIN)/pip install -q --no-deps "spandrel>=0.4.2"
 	touch $@
 
 install: $(VENV)/.installed

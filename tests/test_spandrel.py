@@ -1,0 +1,72 @@
+"""Architectures without a native loader go through spandrel: detection, descriptor facts, inspect."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from restorecli.cli.app import app
+from restorecli.errors import CheckpointError, MissingDependencyError
+from restorecli.zoo import loader, via_spandrel
+
+try:
+    via_spandrel.import_spandrel()
+except MissingDependencyError:
+    pytest.skip("spandrel is not installed (make install puts it in .venv)", allow_module_level=True)
+
+
+def _swinir_x2() -> torch.nn.Module:
+    from spandrel.architectures.SwinIR import SwinIR
+
+    torch.manual_seed(0)
+    return SwinIR(
+        upscale=2, in_chans=3, img_size=16, window_size=4, img_range=1.0, depths=[2, 2], embed_dim=12,
+        num_heads=[2, 2], mlp_ratio=2, upsampler="pixelshuffle", resi_connection="1conv",
+    )
+
+
+def _scunet() -> torch.nn.Module:
+    from spandrel.architectures.SCUNet import SCUNet
+
+    torch.manual_seed(0)
+    return SCUNet(in_nc=3, config=[1, 1, 1, 1, 1, 1, 1], dim=64)
+
+
+def test_spandrel_imports_without_torchvision_and_leaves_no_placeholder() -> None:
+    via_spandrel.import_spandrel()
+    module = sys.modules.get("torchvision")
+    assert module is None or hasattr(module, "__file__")  # the real package, or nothing
+
+
+@pytest.mark.parametrize(
+    ("build", "arch", "scale", "task", "min_size"),
+    [(_swinir_x2, "spandrel:SwinIR", 2, "upscale", 16), (_scunet, "spandrel:SCUNet", 1, None, 40)],
+)
+def test_a_checkpoint_no_native_loader_knows_loads_through_spandrel(
+    tmp_path: Path, build, arch: str, scale: int, task: str | None, min_size: int  # type: ignore[no-untyped-def]
+) -> None:
+    network = build().eval()
+    path = tmp_path / "model.pth"
+    torch.save({"params": network.state_dict()}, path)
+    descriptor = loader.load_descriptor(path)
+    assert (descriptor.arch, descriptor.scale, descriptor.task, descriptor.min_size) == (arch, scale, task, min_size)
+    assert descriptor.in_channels == descriptor.out_channels == 3
+    x = torch.rand(1, 3, 48, 48)
+    with torch.inference_mode():
+        assert torch.equal(descriptor.module(x), network(x))
+
+    facts = json.loads(CliRunner().invoke(app, ["inspect", str(path), "--json"]).stdout)
+    assert facts["arch"] == arch and facts["scale"] == scale
+    assert facts["parameters"] == sum(p.numel() for p in network.parameters())
+
+
+def test_unknown_keys_are_a_checkpoint_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "mystery.pth"
+    torch.save({"weight": torch.zeros(3, 3)}, path)
+    with pytest.raises(CheckpointError, match="mystery.pth"):
+        loader.load_descriptor(path)
