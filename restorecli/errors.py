@@ -6,6 +6,8 @@ the CLI translates them once into ``Error: ...`` on stderr and a non-zero exit c
 
 from __future__ import annotations
 
+import os
+
 
 class RestoreError(Exception):
     """Base class: any error a user can act on, with a one-line message."""
@@ -15,8 +17,16 @@ class ImageReadError(RestoreError):
     """An input image is missing, unreadable, or of an unsupported kind."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image's header declares more pixels than the limit (a decompression bomb, or a huge scan)."""
+
+
 class ImageWriteError(RestoreError):
     """An output image could not be written, or would overwrite an input."""
+
+
+class OutputPathError(ImageWriteError):
+    """An output file (``--csv``, ``--save``...) cannot be written: checked before the work starts."""
 
 
 class UnknownModelError(RestoreError):
@@ -53,3 +63,39 @@ class MetricError(RestoreError):
 
 class ConfigError(RestoreError):
     """A recipe or option value is invalid."""
+
+
+class MissingDependencyError(RestoreError):
+    """An optional package a feature needs is not installed; the message names the extra to install."""
+
+
+_NAMED_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+_SURROGATE_BYTES = range(0xDC80, 0xDD00)  # how os.fsdecode carries bytes that are not UTF-8
+
+
+def escape_text(text: str) -> str:
+    """``text`` with every non-printable character escaped as ``ls -b`` shows it (``\\n``, ``\\033``).
+
+    Why: a file name is attacker-chosen; printed raw, a newline splits our one-line messages and an
+    escape sequence recolours the terminal or sets its title. Bytes that are not UTF-8 (carried as
+    surrogates by :func:`os.fsdecode`) appear as octal ``\\351``. Backslashes are left alone, so
+    escaping twice changes nothing and a message escaped in the library survives the CLI's pass.
+    """
+    if text.isprintable():
+        return text
+    parts = []
+    for char in text:
+        if char.isprintable():
+            parts.append(char)
+        elif char in _NAMED_ESCAPES:
+            parts.append(_NAMED_ESCAPES[char])
+        elif ord(char) in _SURROGATE_BYTES:
+            parts.append(f"\\{ord(char) - 0xDC00:03o}")
+        else:
+            parts.append("".join(f"\\{byte:03o}" for byte in char.encode("utf-8", "surrogatepass")))
+    return "".join(parts)
+
+
+def display_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    """A path as it may appear in a one-line message: see :func:`escape_text`."""
+    return escape_text(os.fsdecode(path))
