@@ -97,6 +97,7 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     from restorecli.engine.batch import restore_files
+    from restorecli.engine.options import RunOptions
     from restorecli.engine.padding import pad_to_multiple
     from restorecli.engine.runner import restore_array, restore_tensor
     from restorecli.images import read_array, write_array
@@ -124,10 +125,12 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
 
         def work(image: object) -> object:
             if isinstance(image, np.ndarray):  # warm-up through the same engine path
-                return restore_array(descriptor, image, **whole)
+                return restore_array(descriptor, image, RunOptions(**whole))  # type: ignore[arg-type]
             if args.row == "files-io-only":
                 return [write_array(output / path.name, read_array(path)) for path in paths]
-            return restore_files(descriptor, paths, output, progress=False, io_threads=threads, **whole)
+            return restore_files(
+                descriptor, paths, output, RunOptions(**whole), progress=False, io_threads=threads  # type: ignore[arg-type]
+            )
 
         inputs = (np.zeros((64, 64, 3), np.uint8), paths)
     else:
@@ -140,7 +143,7 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
         }[args.row]
 
         def work(image: torch.Tensor) -> object:
-            return restore_tensor(descriptor, image, **options)
+            return restore_tensor(descriptor, image, RunOptions(**options))  # type: ignore[arg-type]
 
         inputs = (x[..., :64, :64], x)
     warm_up, measured = inputs
@@ -166,6 +169,7 @@ def tiling_psnr(args: argparse.Namespace) -> None:
     import torch
 
     from restorecli import load_model
+    from restorecli.engine.options import RunOptions
     from restorecli.engine.runner import restore_array
     from restorecli.images import list_images, read_array
     from restorecli.metrics.psnr_ssim import psnr
@@ -178,8 +182,8 @@ def tiling_psnr(args: argparse.Namespace) -> None:
     values = []
     for path in paths:
         image = read_array(path)
-        untiled = restore_array(descriptor, image, tile=max(image.shape[:2]) + descriptor.pad_multiple)
-        tiled = restore_array(descriptor, image, tile=args.tile, tile_overlap=args.tile_overlap)
+        untiled = restore_array(descriptor, image, RunOptions(tile=max(image.shape[:2]) + descriptor.pad_multiple))
+        tiled = restore_array(descriptor, image, RunOptions(tile=args.tile, overlap=args.tile_overlap))
         values.append(psnr(tiled, untiled, data_range=np.iinfo(image.dtype).max))
         print(f"{path.name:<24} {values[-1]:7.2f}")
     print(f"{'mean':<24} {float(np.mean(values)):7.2f}")

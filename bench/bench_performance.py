@@ -3,7 +3,7 @@
 Every row runs in a fresh Python process, so its peak resident memory (``VmHWM``) is its own:
 
 - ``reference``: what the official test scripts do: the official forward (the unoptimised
-  formulation in :mod:`restorecli.archs.official`, on the same weights), the whole image, fp32,
+  formulation in :mod:`restorecli.testing.official`, on the same weights), the whole image, fp32,
   Restormer reflect-padded to a multiple of 8 (NAFNet pads inside its forward), ``torch.no_grad``,
   PyTorch's default memory format and glibc's default allocator;
 - ``fp32`` / ``bf16``: ``restorecli.engine.restore_tensor`` with its defaults (automatic tiles within
@@ -123,9 +123,9 @@ def load(model: str):  # type: ignore[no-untyped-def]
 
 def official_flops(descriptor, height: int, width: int) -> int:  # type: ignore[no-untyped-def]
     """FLOPs of the official formulation for an ``H x W`` image (padded as inference pads it)."""
-    from restorecli.archs.official import OfficialForward
     from restorecli.engine.padding import round_up
     from restorecli.profiling import count_macs
+    from restorecli.testing.official import OfficialForward
 
     shape = (
         1,
@@ -141,9 +141,10 @@ def make_runner(descriptor, lever: dict[str, str], precision: str) -> Callable: 
     import torch
     import torch.nn.functional as F
 
-    from restorecli.archs.official import OfficialForward
     from restorecli.engine.allocator import keep_freed_memory
+    from restorecli.engine.options import RunOptions
     from restorecli.engine.runner import restore_tensor
+    from restorecli.testing.official import OfficialForward
 
     if lever["allocator"] == "keep":
         keep_freed_memory()
@@ -165,7 +166,8 @@ def make_runner(descriptor, lever: dict[str, str], precision: str) -> Callable: 
         options.update(tile=1 << 30, tile_batch=1)
     elif lever["tile"] != "auto":
         options["tile"] = int(lever["tile"])
-    return lambda x: restore_tensor(descriptor, x, **options)
+    run_options = RunOptions(**options)  # type: ignore[arg-type]
+    return lambda x: restore_tensor(descriptor, x, run_options)
 
 
 def product_efficiency(run: Callable, x) -> dict[str, float]:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from restorecli.api import load_model, restore_image
+    from restorecli.engine.options import RunOptions, parse_memory_size
     from restorecli.zoo.descriptor import ModelDescriptor
 
 try:
@@ -22,9 +23,11 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 _LAZY = {
     "load_model": "restorecli.api",
     "restore_image": "restorecli.api",
+    "RunOptions": "restorecli.engine.options",
+    "parse_memory_size": "restorecli.engine.options",
     "ModelDescriptor": "restorecli.zoo.descriptor",
 }
-__all__ = ["ModelDescriptor", "__version__", "load_model", "restore_image"]
+__all__ = ["ModelDescriptor", "RunOptions", "__version__", "load_model", "parse_memory_size", "restore_image"]
 
 
 def __getattr__(name: str) -> Any:

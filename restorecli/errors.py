@@ -69,6 +69,14 @@ class MissingDependencyError(RestoreError):
     """An optional package a feature needs is not installed; the message names the extra to install."""
 
 
+class ExportError(RestoreError):
+    """A model cannot be exported (``restore export``): the exporter cannot translate it."""
+
+
+class ExportMismatchError(ExportError):
+    """An exported graph's output differs from PyTorch's beyond the tolerance, so it was not written."""
+
+
 _NAMED_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
 _SURROGATE_BYTES = range(0xDC80, 0xDD00)  # how os.fsdecode carries bytes that are not UTF-8
 

@@ -53,15 +53,16 @@ class VideoOptions:
     Attributes:
         codec: encoder name (``libx264``, ``libvpx-vp9``, ``mpeg4``, ...); None picks the container's default.
         crf: constant rate factor for encoders that have one (lower is better quality); None: 18.
-        batch: frames per call of the restorer (batching helps accelerators; one is best on a CPU).
+        batch: frames per call of the restorer (batching helps accelerators; one is best on a CPU);
+            None: one, unless the caller knows the device (the batch engine picks per device).
     """
 
     codec: str | None = None
     crf: int | None = None
-    batch: int = 1
+    batch: int | None = None
 
     def __post_init__(self) -> None:
-        if self.batch < 1:
+        if self.batch is not None and self.batch < 1:
             raise ConfigError(f"Expected at least one frame per batch, but got {self.batch}")
 
     def encoder(self, suffix: str) -> str:
@@ -80,6 +81,28 @@ class VideoOptions:
         if codec == "libvpx-vp9":
             options["b"] = "0"  # constant quality: VP9 honours the CRF only without a target bitrate
         return options
+
+
+def check_encoder(options: VideoOptions, suffix: str) -> None:
+    """Refuse, before any work, the encoder ``options`` pick for a ``suffix`` video when FFmpeg lacks it,
+    it encodes something other than video, or it cannot take the CRF. Without PyAV only the CRF is
+    checked: the videos then fail on their own, naming the extra.
+
+    Raises:
+        ConfigError: naming the encoder.
+    """
+    codec = options.encoder(suffix)
+    options.encoder_options(codec)
+    try:
+        import av
+    except ImportError:
+        return
+    try:
+        kind = av.codec.Codec(codec, "w").type
+    except ValueError as exc:  # UnknownCodecError: no encoder of that name in this FFmpeg build
+        raise ConfigError(f"Expected a video encoder FFmpeg has (e.g. libx264, libvpx-vp9, mpeg4), but got {codec!r}") from exc
+    if kind != "video":
+        raise ConfigError(f"Expected a video encoder, but {codec} encodes {kind}")
 
 
 @dataclass(frozen=True)
@@ -186,7 +209,10 @@ def _transcode(
     rate = video.average_rate or video.guessed_rate
     if not rate or rate <= 0:
         raise ImageReadError(f"Expected a positive frame rate, but the video says {rate} ({source.name})")
-    outputs = {stream.index: target.add_stream_from_template(stream) for stream in copied}
+    try:
+        outputs = {stream.index: target.add_stream_from_template(stream) for stream in copied}
+    except ValueError as exc:  # e.g. an AAC track in a file named .webm
+        raise ImageWriteError(f"Expected streams the container takes, but FFmpeg says: {_one_line(exc)}") from exc
     encoder: Any = None
     count = 0
     # The container header is written at the first mux, so every stream must exist by then; the video
@@ -220,7 +246,7 @@ def _transcode(
                 else:
                     target.mux(packet)
 
-    for batch in _batches(decoded(), options.batch):
+    for batch in _batches(decoded(), options.batch or 1):
         encode(batch)
     if encoder is None:
         raise ImageReadError(f"Expected at least one video frame, but decoding gave none ({source.name})")
@@ -231,7 +257,10 @@ def _transcode(
 def _open_encoder(target: Any, codec: str, rate: Fraction, video: Any, shape: tuple[int, ...], options: dict[str, str]) -> Any:
     """The output video stream, sized from the first restored frame (an upscaled video is larger)."""
     height, width = shape[:2]
-    stream = target.add_stream(codec, rate=rate, options=options)
+    try:
+        stream = target.add_stream(codec, rate=rate, options=options)
+    except ValueError as exc:  # e.g. "'webm' format does not support 'libx264' codec"
+        raise ImageWriteError(f"Expected an encoder the container takes, but FFmpeg says: {_one_line(exc)}") from exc
     stream.width, stream.height = width, height
     stream.time_base = video.time_base
     # 4:2:0 chroma needs even sides; odd-sized frames keep full chroma instead of being cropped.

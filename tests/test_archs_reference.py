@@ -1,4 +1,4 @@
-"""Our fast forwards equal the official formulation (:mod:`restorecli.archs.official`).
+"""Our fast forwards equal the official formulation (:mod:`restorecli.testing.official`).
 
 Our modules regroup the official computation for speed (channels-last views, no normalised
 copies, attention folded into ``project_out``, fused norms), so the two must agree to float
@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from restorecli.archs import official
 from restorecli.archs.nafnet import NAFBlock
 from restorecli.archs.restormer import Attention, FeedForward, head_grams
+from restorecli.testing import official
 from restorecli.zoo.architectures import build_model
 
 

@@ -165,3 +165,52 @@ lr = 1e-3
     # Same start, same batches: bf16 autocast trains like fp32 (a different stream would differ more).
     fp32, bf16 = (row["mean_loss"] for row in result)
     assert bf16 == pytest.approx(fp32, rel=0.02)
+
+
+def test_bench_streaming_short_mode_streams_exactly(tmp_path: Path) -> None:
+    args = ("--short", "--modes", "official,streamed", "--precisions", "fp32")
+    result = run_bench(tmp_path, "bench_streaming.py", *args)
+    rows = {row["mode"]: row for row in result["rows"]}
+    assert set(rows) == {"official", "streamed"}
+    assert all(row["seconds"] > 0 and row["peak_mib"] > 0 for row in rows.values())
+    streamed = rows["streamed"]
+    assert "streams through restormer:tiny in 72-row strips" in streamed["note"]  # one strip: a small image
+    assert streamed["psnr_against"] == "official-fp32" and streamed["psnr"] > 100  # equal to float rounding
+    assert streamed["speedup"] > 0 and streamed["memory_ratio"] > 0
+
+
+def test_reproduce_scores_an_entry_with_its_protocol_beside_the_paper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from restorecli import load_model, restore_image
+    from restorecli.images import read_array
+    from restorecli.metrics.psnr_ssim import psnr
+    from restorecli.zoo import architectures, pretrained
+
+    reproduce = load_bench("reproduce", monkeypatch)
+    entry = pretrained.get_entry("nafnet-sidd-width32")
+    torch.manual_seed(0)
+    weights = tmp_path / "seeded.safetensors"
+    state = architectures.build_model(entry.arch, entry.config).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        clean = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
+        write_array(tmp_path / "gt" / f"{index}.png", clean)
+        noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+        write_array(tmp_path / "input" / f"{index}.png", noisy)
+
+    result = reproduce.reproduce(entry.name, tmp_path / "input", tmp_path / "gt", weights=weights, device="cpu")
+    assert result["protocol"] == entry.protocol == "nafnet-sidd" and result["paper"] == entry.paper_score
+    model = load_model(entry.name, device="cpu", weights=weights)
+    expected = np.mean(
+        [
+            psnr(restore_image(model, read_array(tmp_path / "input" / f"{i}.png")), read_array(tmp_path / "gt" / f"{i}.png"), data_range=255)
+            for i in range(2)
+        ]
+    )
+    assert result["images"] == 2 and abs(result["measured"]["psnr"] - expected) < 1e-9
+    assert set(result["measured"]) >= {"psnr", "ssim3d"}

@@ -87,11 +87,11 @@ def test_blur_saves_kernels_of_the_requested_sizes(tmp_path: Path) -> None:
 
 def test_rain_options_and_json_summary(tmp_path: Path) -> None:
     images = make_inputs(tmp_path / "in")
-    result = invoke("rain", tmp_path / "in", tmp_path / "out", "--preset", "heavy", "--angle", "10", "20", "--json")
+    result = invoke("rain", tmp_path / "in", tmp_path / "out", "--preset", "rain100h", "--angle", "10", "20", "--json")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     summary = json.loads(result.stdout)  # type: ignore[attr-defined]
     assert summary["written"] == 3 and summary["failed"] == []
-    assert summary["settings"]["angle_range"] == [10.0, 20.0] and summary["settings"]["layers_range"] == [2, 3]
+    assert summary["settings"]["angle_range"] == [10.0, 20.0] and summary["settings"]["layers_range"] == [5, 5]
     for name, pixels in images.items():
         rainy = read_array(tmp_path / "out" / name)
         assert np.all(rainy >= pixels) and rainy.mean() > pixels.mean()
@@ -119,6 +119,7 @@ def test_refuses_to_overwrite_inputs(tmp_path: Path) -> None:
     [
         (["blur", "--kernel-size", "4", "9"], "odd"),
         (["rain", "--density", "0.5", "0.1"], "low <= high"),
+        (["rain", "--preset", "mixture", "--length", "5", "9"], "beside a mixture"),
         (["noise", "--format", "png", "--no-quantize"], "quantize"),
     ],
 )

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from restorecli.cli.app import app
+from restorecli.engine.options import RunOptions
 from restorecli.images import read_array, write_array
 from restorecli.metrics import psnr, ssim
 
@@ -177,8 +178,8 @@ def test_model_restores_on_the_fly_and_saves(
         calls.append((name, device))
         return "descriptor"
 
-    def fake_restore(model: str, image: np.ndarray, **options: object) -> np.ndarray:
-        calls.append((model, options["tile"], options["precision"]))
+    def fake_restore(model: str, image: np.ndarray, *, options: RunOptions) -> np.ndarray:
+        calls.append((model, options.tile, options.precision, options.fallback))
         return next(c for c in clean.values() if c.shape == image.shape and np.abs(c.astype(int) - image).mean() < 20)
 
     fake_api = types.ModuleType("restorecli.api")  # the engine is not needed to test the wiring
@@ -206,7 +207,8 @@ def test_model_restores_on_the_fly_and_saves(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert calls[0] == ("toy", "cpu") and calls[1] == ("descriptor", 64, "fp32")
+    # --device cpu names a device: it never falls back (the one policy of every command)
+    assert calls[0] == ("toy", "cpu") and calls[1] == ("descriptor", 64, "fp32", False)
     assert json.loads(result.stdout)["summary"]["psnr_inf"] == 2
     assert sorted(p.name for p in saved.iterdir()) == ["im0.png", "im1.png"]
     np.testing.assert_array_equal(read_array(saved / "im0.png"), clean["im0"])

@@ -76,7 +76,18 @@ def test_refuses_to_write_into_the_input_folder(checkpoint: Path, images: Path) 
 
 def test_single_file_input_with_tiling(checkpoint: Path, images: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    args = ["denoise", str(images / "a.png"), str(out), "--model", str(checkpoint), "--tile", "16", "--tile-overlap", "8", "-q"]
+    args = [
+        "denoise",
+        str(images / "a.png"),
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--tile",
+        "16",
+        "--tile-overlap",
+        "8",
+        "-q",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert [p.name for p in out.iterdir()] == ["a.png"]
@@ -107,3 +118,60 @@ def test_models_lists_the_zoo() -> None:
     assert result.exit_code == 0
     assert "restorecli-derain" in result.output and "restormer-derain" in result.output
     assert "restormer-deblur-motion" not in result.output
+
+
+@pytest.mark.parametrize("arch", ["nafnet", "restormer"])
+def test_weights_alone_reads_the_file_as_model_file_does(arch: str, images: Path, tmp_path: Path) -> None:
+    # No --model: the architecture and config come from the file, as `--model FILE` reads it.
+    checkpoint = tmp_path / f"{arch}.pth"
+    torch.save({"params": architectures.build_model(arch, "tiny").state_dict()}, checkpoint)
+    by_model, by_weights = tmp_path / "by-model", tmp_path / "by-weights"
+    for flag, out in (("--model", by_model), ("--weights", by_weights)):
+        result = runner.invoke(app, ["derain", str(images), str(out), flag, str(checkpoint), "-q"])
+        assert result.exit_code == 0, result.output
+    for source in images.iterdir():
+        np.testing.assert_array_equal(read_array(by_weights / source.name), read_array(by_model / source.name))
+
+
+def test_weights_with_a_zoo_model_use_its_config_and_name_the_entry_the_file_fits(images: Path, tmp_path: Path) -> None:
+    from restorecli.zoo import pretrained
+
+    shipped = download.SHIPPED_WEIGHTS_DIR / pretrained.get_entry("restorecli-denoise").filename
+    args = ["derain", str(images), str(tmp_path / "out"), "--model", "restormer-derain", "--weights", str(shipped)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: Expected the weights to fit restormer" in result.output
+    assert "fits zoo entries" in result.output and "restorecli-denoise" in result.output
+
+
+def test_run_options_are_built_once_from_the_shared_options(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from restorecli.engine import batch
+    from restorecli.engine.options import RunOptions
+
+    seen: list[RunOptions | None] = []
+    real = batch.restore_files
+
+    def spy(descriptor: object, inputs: object, output_dir: object, options: RunOptions | None = None, **kw: object):
+        seen.append(options)
+        return real(descriptor, inputs, output_dir, options, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "restore_files", spy)
+    common = ["denoise", str(images / "a.png"), "--model", str(checkpoint), "-q"]
+    extra = ["--tile", "32", "--tile-overlap", "8", "--tile-batch", "2", "--max-memory", "512MiB"]
+    assert runner.invoke(app, [*common[:2], str(tmp_path / "o1"), *common[2:], *extra]).exit_code == 0
+    assert runner.invoke(app, [*common[:2], str(tmp_path / "o2"), *common[2:], "--device", "cpu"]).exit_code == 0
+    assert seen == [
+        RunOptions(tile=32, overlap=8, tile_batch=2, fallback=True, max_memory=512 << 20),  # auto may fall back
+        RunOptions(fallback=False),  # a named device never does
+    ]
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-4GiB"])
+def test_a_bad_max_memory_is_a_usage_error_naming_the_option(checkpoint: Path, images: Path, value: str) -> None:
+    result = runner.invoke(
+        app, ["denoise", str(images), str(images / "o"), "--model", str(checkpoint), "--max-memory", value]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--max-memory" in result.output and "Expected a memory size such as 4GiB" in result.output

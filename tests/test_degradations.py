@@ -228,7 +228,12 @@ def test_blur_params_validation() -> None:
 # --- rain ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", sorted(RAIN_PRESETS))
+ADDITIVE_PRESETS = sorted(
+    name for name, params in RAIN_PRESETS.items() if params.blend == "add" and not params.veiled and not params.mixture
+)
+
+
+@pytest.mark.parametrize("preset", ADDITIVE_PRESETS)  # screen blending and the veil: tests/test_rain.py
 def test_rain_brightens_and_stays_in_range(preset: str) -> None:
     image = smooth_image(96, 96)
     rainy = degrade("rain", image, np.random.default_rng(0), RainParams.preset(preset))
@@ -243,9 +248,10 @@ def test_rain_brightens_and_stays_in_range(preset: str) -> None:
 def test_heavier_presets_add_more_rain() -> None:
     mean_layer = {
         name: np.mean([rain_layer(128, 128, np.random.default_rng(s), RAIN_PRESETS[name]).mean() for s in range(4)])
-        for name in ("light", "medium", "heavy")
+        for name in ("light", "medium", "rain100l", "rain100h")
     }
-    assert mean_layer["light"] < mean_layer["medium"] < mean_layer["heavy"]
+    assert mean_layer["light"] < mean_layer["medium"] < mean_layer["rain100h"]
+    assert mean_layer["rain100l"] < mean_layer["rain100h"]
 
 
 def test_rain_streaks_follow_the_angle() -> None:

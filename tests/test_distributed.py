@@ -22,9 +22,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from restorecli import distributed
 from restorecli.cli.app import app
-from restorecli.engine import device, distributed
-from restorecli.engine.distributed import DistContext, Session, detect, rank_device, shard
+from restorecli.distributed import DistContext, Session, detect, rank_device, shard
 from restorecli.errors import ConfigError, DeviceError, ImageReadError, RestoreError
 from restorecli.images import write_array
 from restorecli.zoo import architectures
@@ -68,7 +68,7 @@ def test_detect_reads_torchrun_environment() -> None:
 
 def test_rank_device_is_cuda_local_rank_only_for_auto_or_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     rank = DistContext(rank=3, world_size=4, local_rank=1, local_world_size=2)
-    monkeypatch.setattr(device, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert [rank_device(request, rank) for request in ("auto", "cuda", "cpu", "cuda:0")] == [
         "cuda:1",
         "cuda:1",
@@ -76,7 +76,7 @@ def test_rank_device_is_cuda_local_rank_only_for_auto_or_cuda(monkeypatch: pytes
         "cuda:0",
     ]
     assert rank_device("auto", DistContext()) == "auto"  # one process: the request as it was
-    monkeypatch.setattr(device, "cuda_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert rank_device("auto", rank) == "auto"
 
 
@@ -86,7 +86,6 @@ def test_one_process_session_is_plain_local_calls() -> None:
     assert session.shard([1, 2, 3]) == [1, 2, 3]
     assert session.all_gather("x") == ["x"] and session.gather("x") == ["x"]
     assert session.from_main(lambda: 5) == 5 and session.in_stages(lambda: 6) == 6
-    np.testing.assert_array_equal(session.sum(np.eye(2, dtype=np.int64)), np.eye(2))
     with pytest.raises(ImageReadError, match="as it is"):  # no wrapping: errors read as they always did
         session.settle(_raise(ImageReadError("as it is")))
     with session.progress(3, enabled=False) as bar:
@@ -267,7 +266,7 @@ def test_one_failing_rank_makes_every_rank_exit_non_zero(job: Path, tmp_path: Pa
     assert "on 2 processes (cpu): 6 restored, 0 skipped, 1 failed" in zero.stdout
     assert "Error: 1 of 7 images failed" in zero.stderr and "im5.png" not in zero.stderr
     assert "rank 1: Skipped" in one.stderr and "im5.png" in one.stderr
-    assert one.stdout == "" and "Error" not in one.stderr  # said once, by rank 0
+    assert one.stdout == "" and not any(line.startswith("Error:") for line in one.stderr.splitlines())  # said once
     assert sorted(_outputs(tmp_path / "out")) == sorted(set(NAMES) - {LARGE, "im5.png"})
 
 

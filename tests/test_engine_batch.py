@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from restorecli.engine.batch import output_paths, restore_files
+from restorecli.engine.options import RunOptions
 from restorecli.errors import ConfigError, DatasetError, ImageWriteError
 from restorecli.images import read_array, write_array
 from restorecli.zoo.descriptor import ModelDescriptor
@@ -29,7 +30,7 @@ class Invert(nn.Module):
 
 
 def describe(module: nn.Module) -> ModelDescriptor:
-    return ModelDescriptor(module, "invert", "test", {}, None, 3, 3, 8, "reflect", True, torch.device("cpu"))
+    return ModelDescriptor(module, "invert", "test", {}, None, 3, 3, 8, "reflect", True)
 
 
 def _pixels(shape: tuple[int, ...], dtype: type, seed: int) -> np.ndarray:
@@ -130,9 +131,11 @@ def test_refuses_an_output_folder_an_input_links_into(tmp_path: Path, folder: di
 def test_bad_options_fail_before_any_file(tmp_path: Path, folder: dict[str, np.ndarray]) -> None:
     model = Invert()
     with pytest.raises(ConfigError, match="Expected a tile of at least 40 pixels"):
-        restore_files(describe(model), _inputs(tmp_path), tmp_path / "out", tile=16, progress=False)
+        restore_files(describe(model), _inputs(tmp_path), tmp_path / "out", RunOptions(tile=16), progress=False)
     with pytest.raises(ConfigError, match="precision cpu supports"):
-        restore_files(describe(model), _inputs(tmp_path), tmp_path / "out", precision="fp16", progress=False)
+        restore_files(
+            describe(model), _inputs(tmp_path), tmp_path / "out", RunOptions(precision="fp16"), progress=False
+        )
     assert model.sizes == [] and not (tmp_path / "out").exists()
 
 

@@ -9,6 +9,7 @@ from restorecli.engine.device import (
     fallback_chain,
     is_out_of_memory,
     is_unsupported_operator,
+    may_fall_back,
     precision_dtype,
     resolve_device,
     supported_precisions,
@@ -124,3 +125,11 @@ def test_precisions_per_device(machine) -> None:
 def test_unsupported_precision_is_a_config_error(device: str, precision: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         precision_dtype(torch.device(device), precision)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "allowed"),
+    [("auto", True), (" AUTO ", True), ("cuda", False), ("cuda:1", False), ("mps", False), ("cpu", False)],
+)
+def test_only_auto_may_fall_back(request_text: str, allowed: bool) -> None:
+    assert may_fall_back(request_text) is allowed

@@ -12,9 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from restorecli.engine import runner
+from restorecli.engine.options import RunOptions
 from restorecli.engine.runner import estimate_bytes_per_pixel, restore_array, restore_tensor
 from restorecli.errors import ConfigError, DeviceError, ImageReadError
+from restorecli.zoo import descriptor as descriptor_module
 from restorecli.zoo.descriptor import ModelDescriptor
+
+OVERLAP_16 = RunOptions(overlap=16)
 
 
 def describe(
@@ -25,9 +29,10 @@ def describe(
     multiple: int = 8,
     mode: str = "reflect",
     device: str = "cpu",
+    auto_device: bool = False,
 ) -> ModelDescriptor:
     return ModelDescriptor(
-        module=module.eval(),
+        module=module.eval().to(device),
         name="test-model",
         arch="test",
         config={},
@@ -37,7 +42,7 @@ def describe(
         pad_multiple=multiple,
         pad_mode=mode,
         local=True,
-        device=torch.device(device),
+        auto_device=auto_device,
     )
 
 
@@ -115,8 +120,15 @@ def _is_accelerator(value: object) -> bool:
 
 @pytest.fixture
 def host_as_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Simulate an accelerator on this CPU machine: tensors sent to cuda/mps stay in host memory."""
+    """Simulate an accelerator on this CPU machine: tensors sent to cuda/mps stay in host memory, and a
+    model's device is where its Recorder believes it is (real parameters stay on the CPU)."""
     real_to = torch.Tensor.to
+    real_device = descriptor_module.module_device
+
+    def module_device(module: nn.Module) -> torch.device:
+        return torch.device(module.where) if isinstance(module, Recorder) else real_device(module)
+
+    monkeypatch.setattr(descriptor_module, "module_device", module_device)
 
     def to(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         args = tuple("cpu" if _is_accelerator(arg) else arg for arg in args)
@@ -151,7 +163,7 @@ def test_tiled_equals_untiled_for_local_models(make: Callable[[], nn.Module], mu
     descriptor = describe(make(), multiple=multiple, mode=mode)
     x = torch.rand(2, 3, 67, 93)
     untiled = restore_tensor(descriptor, x)
-    tiled = restore_tensor(descriptor, x, tile=48, tile_overlap=32, tile_batch=3)
+    tiled = restore_tensor(descriptor, x, RunOptions(tile=48, overlap=32, tile_batch=3))
     torch.testing.assert_close(untiled, official(descriptor, x), rtol=0, atol=1e-6)
     torch.testing.assert_close(tiled, untiled, rtol=0, atol=1e-5)
     assert tiled.shape == (2, 3, 67, 93) and tiled.dtype == torch.float32
@@ -159,7 +171,7 @@ def test_tiled_equals_untiled_for_local_models(make: Callable[[], nn.Module], mu
 
 def test_device_memory_is_bounded_by_the_tile() -> None:
     model = Recorder(conv_net())
-    restore_tensor(describe(model), torch.rand(1, 3, 200, 120), tile=48, tile_overlap=16, tile_batch=2)
+    restore_tensor(describe(model), torch.rand(1, 3, 200, 120), RunOptions(tile=48, overlap=16, tile_batch=2))
     assert max(batch * height * width for batch, _, height, width in model.shapes) <= 2 * 48 * 48
 
 
@@ -169,7 +181,7 @@ def test_automatic_tiles_fit_the_free_memory(monkeypatch: pytest.MonkeyPatch) ->
     per_pixel = estimate_bytes_per_pixel(descriptor)
     monkeypatch.setattr(runner, "available_memory", lambda device: int(per_pixel * 64 * 64))
     x = torch.rand(1, 3, 150, 170)
-    result = restore_tensor(descriptor, x, tile_overlap=16)
+    result = restore_tensor(descriptor, x, OVERLAP_16)
     assert max(batch * height * width for batch, _, height, width in model.shapes) <= 64 * 64
     assert len(model.shapes) > 4  # it did tile
     torch.testing.assert_close(result, official(descriptor, x), rtol=0, atol=1e-5)
@@ -198,26 +210,55 @@ def test_automatic_tiling_of_a_global_model_is_announced(
     descriptor = describe(conv_net())
     per_pixel = estimate_bytes_per_pixel(descriptor)
     monkeypatch.setattr(runner, "available_memory", lambda device: int(per_pixel * 64 * 64))
-    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), tile_overlap=16)
+    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), OVERLAP_16)
     assert not caplog.records  # local: tiling is exact, nothing to say
     descriptor.local = False
-    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), tile_overlap=16)
+    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), OVERLAP_16)
     assert "global operators then see each tile" in caplog.text
     caplog.clear()
-    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), tile_overlap=16)
+    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), OVERLAP_16)
     assert not caplog.records  # once per model, not once per image of a batch
 
 
-def test_cpu_tiles_fit_the_cpu_work_budget_even_with_free_memory_to_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_models_keep_cpu_tiles_within_the_local_budget_even_with_memory_to_spare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     model = Recorder(conv_net())
     descriptor = describe(model)
     per_pixel = estimate_bytes_per_pixel(descriptor)
     monkeypatch.setattr(runner, "available_memory", lambda device: 1 << 40)
-    monkeypatch.setattr(runner, "CPU_WORK_BUDGET", int(per_pixel * 64 * 64))
+    monkeypatch.setattr(runner, "LOCAL_CPU_BUDGET", int(per_pixel * 64 * 64))
     x = torch.rand(1, 3, 150, 170)
-    result = restore_tensor(descriptor, x, tile_overlap=16)
+    result = restore_tensor(descriptor, x, OVERLAP_16)
     assert max(batch * height * width for batch, _, height, width in model.shapes) <= 64 * 64
     torch.testing.assert_close(result, official(descriptor, x), rtol=0, atol=1e-5)
+
+
+def test_global_models_run_whole_when_the_free_memory_allows(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No fixed CPU cap for a model whose operators see the whole image: tiling would change its output.
+    model = Recorder(conv_net())
+    descriptor = describe(model)
+    descriptor.local = False
+    per_pixel = estimate_bytes_per_pixel(descriptor)
+    monkeypatch.setattr(runner, "available_memory", lambda device: int(per_pixel * 160 * 176) + 1)
+    monkeypatch.setattr(runner, "LOCAL_CPU_BUDGET", int(per_pixel * 64 * 64))
+    model.shapes.clear()  # the probe's pass
+    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), OVERLAP_16)
+    assert model.shapes == [(1, 3, 152, 176)] and not caplog.records
+
+
+def test_max_memory_caps_automatic_tiles(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    model = Recorder(conv_net())
+    descriptor = describe(model)
+    descriptor.local = False
+    per_pixel = estimate_bytes_per_pixel(descriptor)
+    monkeypatch.setattr(runner, "available_memory", lambda device: 1 << 40)
+    capped = RunOptions(overlap=16, max_memory=int(per_pixel * 64 * 64))
+    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), capped)
+    assert max(batch * height * width for batch, _, height, width in model.shapes) <= 64 * 64
+    assert "global operators then see each tile" in caplog.text and "--max-memory" in caplog.text
 
 
 def test_bytes_per_pixel_estimate_scales_with_the_widest_layer() -> None:
@@ -236,7 +277,7 @@ def test_simulated_cuda_out_of_memory_retries_with_smaller_tiles(
     model = Recorder(inner, fails_on="cuda", limit=3000, where="cuda")
     descriptor = describe(model, device="cuda")
     with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
-        result = restore_tensor(descriptor, x, tile_overlap=16)
+        result = restore_tensor(descriptor, x, OVERLAP_16)
     torch.testing.assert_close(result, official(describe(inner), x), rtol=0, atol=1e-5)
     assert descriptor.device.type == "cuda"
     assert (1, 3, 72, 96) in model.shapes and model.shapes[-1] == (1, 3, 48, 48)
@@ -245,13 +286,15 @@ def test_simulated_cuda_out_of_memory_retries_with_smaller_tiles(
     ]
 
 
-def test_simulated_cuda_out_of_memory_falls_back_to_cpu(simulated_cuda: None, caplog: pytest.LogCaptureFixture) -> None:
+def test_simulated_cuda_out_of_memory_falls_back_to_cpu_when_placed_by_auto(
+    simulated_cuda: None, caplog: pytest.LogCaptureFixture
+) -> None:
     inner = conv_net()
-    descriptor = describe(Recorder(inner, fails_on="cuda", limit=0, where="cuda"), device="cuda")
+    descriptor = describe(Recorder(inner, fails_on="cuda", limit=0, where="cuda"), device="cuda", auto_device=True)
     x = torch.rand(1, 3, 67, 93)
     with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
-        result = restore_tensor(descriptor, x, tile_overlap=16)
-        again = restore_tensor(descriptor, x, tile_overlap=16)
+        result = restore_tensor(descriptor, x, OVERLAP_16)
+        again = restore_tensor(descriptor, x, OVERLAP_16)
     torch.testing.assert_close(result, official(describe(inner), x), rtol=0, atol=1e-5)
     torch.testing.assert_close(again, result, rtol=0, atol=0)
     assert descriptor.device == torch.device("cpu")
@@ -264,16 +307,29 @@ def test_simulated_cuda_out_of_memory_falls_back_to_cpu(simulated_cuda: None, ca
 def test_fp16_fallback_to_cpu_switches_to_fp32(simulated_cuda: None, caplog: pytest.LogCaptureFixture) -> None:
     descriptor = describe(Recorder(conv_net(), fails_on="cuda", limit=0, where="cuda"), device="cuda")
     with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
-        result = restore_tensor(descriptor, torch.rand(1, 3, 32, 32), precision="fp16")
+        result = restore_tensor(descriptor, torch.rand(1, 3, 32, 32), RunOptions(precision="fp16", fallback=True))
     assert result.dtype == torch.float32
     assert caplog.records[0].getMessage().endswith("continuing on cpu in fp32 (cpu has no fp16)")
 
 
-def test_no_fallback_raises_a_device_error(simulated_cuda: None) -> None:
-    descriptor = describe(Recorder(conv_net(), fails_on="cuda", limit=0, where="cuda"), device="cuda")
-    with pytest.raises(DeviceError, match="Expected test-model to run on cuda, but cuda ran out of memory"):
-        restore_tensor(descriptor, torch.rand(1, 3, 32, 32), fallback=False)
+@pytest.mark.parametrize(
+    ("auto_device", "options", "reason"),
+    [
+        (False, RunOptions(), "a device chosen explicitly is never replaced (auto allows a fallback)"),
+        (True, RunOptions(fallback=False), "fallback is off"),
+        (False, RunOptions(fallback=False), "fallback is off"),
+    ],
+)
+def test_an_explicit_device_or_no_fallback_raises_a_device_error(
+    simulated_cuda: None, auto_device: bool, options: RunOptions, reason: str
+) -> None:
+    descriptor = describe(
+        Recorder(conv_net(), fails_on="cuda", limit=0, where="cuda"), device="cuda", auto_device=auto_device
+    )
+    with pytest.raises(DeviceError, match="Expected test-model to run on cuda, but cuda ran out of memory") as error:
+        restore_tensor(descriptor, torch.rand(1, 3, 32, 32), options)
     assert descriptor.device.type == "cuda"
+    assert str(error.value).endswith(f"ran out of memory even with the probe; {reason}")
 
 
 def test_cpu_out_of_memory_with_nowhere_to_go_is_a_device_error() -> None:
@@ -282,7 +338,7 @@ def test_cpu_out_of_memory_with_nowhere_to_go_is_a_device_error() -> None:
 
     model = Recorder(conv_net(), fails_on="cpu", limit=100, error=error)
     with pytest.raises(DeviceError, match="but cpu ran out of memory even with 16-pixel tiles$"):
-        restore_tensor(describe(model), torch.rand(1, 3, 64, 64), tile=64, tile_batch=1, tile_overlap=8)
+        restore_tensor(describe(model), torch.rand(1, 3, 64, 64), RunOptions(tile=64, tile_batch=1, overlap=8))
 
 
 def test_simulated_mps_missing_operator_falls_back_to_cpu(
@@ -291,7 +347,7 @@ def test_simulated_mps_missing_operator_falls_back_to_cpu(
     inner = conv_net()
     message = "The operator 'aten::upsample_bicubic2d.out' is not currently implemented for the MPS device."
     model = Recorder(inner, fails_on="mps", error=lambda: NotImplementedError(message), where="mps")
-    descriptor = describe(model, device="mps")
+    descriptor = describe(model, device="mps", auto_device=True)
     x = torch.rand(1, 3, 40, 50)
     with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
         result = restore_tensor(descriptor, x)
@@ -313,8 +369,8 @@ def test_bf16_autocast_on_cpu_is_close_to_fp32() -> None:
     seen: list[torch.dtype] = []
     descriptor.module.body[0].register_forward_hook(lambda _m, _i, output: seen.append(output.dtype))
     x = torch.rand(1, 3, 40, 40)
-    fp32 = restore_tensor(descriptor, x, tile_batch=1, tile=64)
-    bf16 = restore_tensor(descriptor, x, tile_batch=1, tile=64, precision="bf16")
+    fp32 = restore_tensor(descriptor, x, RunOptions(tile_batch=1, tile=64))
+    bf16 = restore_tensor(descriptor, x, RunOptions(tile_batch=1, tile=64, precision="bf16"))
     assert seen == [torch.float32, torch.bfloat16]
     assert bf16.dtype == torch.float32
     torch.testing.assert_close(bf16, fp32, rtol=0, atol=2e-2)
@@ -324,15 +380,18 @@ def test_bf16_autocast_on_cpu_is_close_to_fp32() -> None:
     ("kwargs", "message"),
     [
         ({"precision": "fp16"}, "precision cpu supports"),
-        ({"tile": 32, "tile_overlap": 32}, "Expected a tile of at least 40 pixels"),
-        ({"tile_overlap": -1}, "overlap of 0 or more"),
+        ({"tile": 32, "overlap": 32}, "Expected a tile of at least 40 pixels"),
+        ({"overlap": -1}, "overlap of 0 or more"),
         ({"tile_batch": 0}, "at least one tile per batch"),
+        ({"tile": 0}, "positive tile size"),
+        ({"precision": "fp8"}, "precision among fp32, bf16, fp16"),
+        ({"max_memory": 0}, "positive memory cap"),
     ],
 )
 def test_bad_options_fail_before_any_model_work(kwargs: dict[str, object], message: str) -> None:
     model = Recorder(conv_net())
     with pytest.raises(ConfigError, match=message):
-        restore_tensor(describe(model), torch.rand(1, 3, 100, 100), **kwargs)
+        restore_tensor(describe(model), torch.rand(1, 3, 100, 100), RunOptions(**kwargs))  # type: ignore[arg-type]
     assert model.shapes == []
 
 
@@ -340,7 +399,9 @@ def test_wrong_input_channels_or_output_shape_are_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"Expected a float tensor \(N, 3, H, W\) for test-model"):
         restore_tensor(describe(conv_net()), torch.rand(1, 1, 16, 16))
     with pytest.raises(ConfigError, match=r"Expected model output of shape \(1, 1, 16, 16\)"):
-        restore_tensor(describe(conv_net(), out_channels=1), torch.rand(1, 3, 16, 16), tile=64, tile_batch=1)
+        restore_tensor(
+            describe(conv_net(), out_channels=1), torch.rand(1, 3, 16, 16), RunOptions(tile=64, tile_batch=1)
+        )
 
 
 # --- arrays --------------------------------------------------------------------------------------
@@ -403,6 +464,23 @@ def test_rgb_model_on_grey_replicates_then_averages() -> None:
     assert np.abs(restored.astype(np.int64) - expected).max() <= 1
 
 
+def test_rgb_with_equal_channels_is_restored_as_grey_and_stays_grey() -> None:
+    grey = _pixels((24, 40), np.uint8)
+    array = np.repeat(grey[:, :, None], 3, axis=2)
+    weight = [[0.2, 0.3, 0.1], [0.0, 0.9, 0.0], [0.5, 0.0, 0.1]]
+    restored = restore_array(describe(pointwise(weight, [0.0, 0.1, -0.1])), array)
+    as_grey = restore_array(describe(pointwise(weight, [0.0, 0.1, -0.1])), grey)
+    assert restored.shape == (24, 40, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(restored[:, :, channel], as_grey)
+    one_channel = restore_array(describe(pointwise([[0.5]], [0.25]), in_channels=1, out_channels=1), array)
+    assert (one_channel == one_channel[:, :, :1]).all()
+    # Channels that differ anywhere keep the colour path: the model's three outputs differ.
+    array[0, 0, 1] ^= 1
+    colour = restore_array(describe(pointwise(weight, [0.0, 0.1, -0.1])), array)
+    assert not (colour[:, :, 0] == colour[:, :, 1]).all()
+
+
 def test_dual_pixel_six_channels_in_rgb_out() -> None:
     left, right = _pixels((16, 24, 3), np.uint8), _pixels((16, 24, 3), np.uint8)[::-1]
     mean_of_views = pointwise([[0.5 if k % 3 == c else 0.0 for k in range(6)] for c in range(3)], [0.0, 0.0, 0.0])
@@ -424,3 +502,80 @@ def test_dual_pixel_six_channels_in_rgb_out() -> None:
 def test_unusable_arrays_are_rejected(array: np.ndarray, message: str) -> None:
     with pytest.raises(ImageReadError, match=message):
         restore_array(describe(conv_net()), array)
+
+
+# --- non-finite guard ----------------------------------------------------------------------------
+
+
+class OverflowsInHalf(nn.Module):
+    """Returns Inf (and one NaN) under autocast, the true result in fp32: a simulated fp16 overflow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = conv_net()
+        self.passes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        autocast = torch.is_autocast_enabled(x.device.type)
+        self.passes.append(autocast)
+        out = self.body(x)
+        if autocast:
+            out = out * float("inf")
+            out[..., 0, 0] = float("nan")
+        return out
+
+
+def test_a_non_finite_half_precision_tile_is_run_again_in_fp32(caplog: pytest.LogCaptureFixture) -> None:
+    model = OverflowsInHalf()
+    descriptor = describe(model)
+    x = torch.rand(1, 3, 40, 60)
+    fp32 = restore_tensor(descriptor, x, RunOptions(tile=40, overlap=16, tile_batch=1))
+    model.passes.clear()
+    with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
+        bf16 = restore_tensor(descriptor, x, RunOptions(tile=40, overlap=16, tile_batch=1, precision="bf16"))
+        restore_tensor(descriptor, x, RunOptions(tile=40, overlap=16, tile_batch=1, precision="bf16"))
+    assert model.passes[:4] == [True, False, True, False]  # every tile: half, then fp32 again
+    torch.testing.assert_close(bf16, fp32, rtol=0, atol=0)
+    assert [record.getMessage() for record in caplog.records] == [
+        "test-model produced NaN or Inf in bf16 on cpu; such tiles are run again in fp32"
+    ]  # once per model, however many tiles and images
+
+
+def test_a_finite_half_precision_output_is_kept() -> None:
+    model = Recorder(conv_net())
+    restore_tensor(describe(model), torch.rand(1, 3, 40, 40), RunOptions(tile=64, tile_batch=1, precision="bf16"))
+    assert len(model.shapes) == 1
+
+
+def half_overflow_net() -> nn.Module:
+    """The identity in fp32; in fp16 its first 1x1 convolution (x 1e5) passes 65504, the largest half."""
+    up, down = nn.Conv2d(3, 3, 1, bias=False), nn.Conv2d(3, 3, 1, bias=False)
+    with torch.no_grad():
+        up.weight.copy_(torch.eye(3)[:, :, None, None] * 1e5)
+        down.weight.copy_(torch.eye(3)[:, :, None, None] * 1e-5)
+    return nn.Sequential(up, down)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device: fp16 autocast runs only there (no fp16 on the CPU)"
+)
+def test_cuda_fp16_overflow_is_rerun_in_fp32(caplog: pytest.LogCaptureFixture) -> None:
+    descriptor = describe(half_overflow_net(), device="cuda")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+        assert not torch.isfinite(descriptor.module(x.cuda())).all()  # the model does overflow in fp16
+    with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
+        result = restore_tensor(descriptor, x, RunOptions(precision="fp16"))
+    torch.testing.assert_close(result, x, rtol=1e-4, atol=1e-4)
+    assert "produced NaN or Inf in fp16 on cuda" in caplog.text
+
+
+# --- options record and descriptor device --------------------------------------------------------
+
+
+def test_the_descriptor_device_is_read_from_the_parameters() -> None:
+    descriptor = describe(conv_net())
+    assert descriptor.device == torch.device("cpu")
+    descriptor.module.to("meta")
+    assert descriptor.device == torch.device("meta")  # no bookkeeping to forget
+    assert describe(Invert()).device == torch.device("cpu")  # no tensors at all: the CPU

@@ -10,7 +10,7 @@ from scipy.signal import correlate2d
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from restorecli.errors import MetricError
-from restorecli.metrics import psnr, rgb_to_y, ssim
+from restorecli.metrics import psnr, rgb_to_y, ssim, ssim3d
 
 C1_8BIT = (0.01 * 255) ** 2
 C2_8BIT = (0.03 * 255) ** 2
@@ -199,3 +199,81 @@ def test_float_inputs_are_left_untouched() -> None:
 def test_invalid_inputs_raise_metric_error(call: object, message: str) -> None:
     with pytest.raises(MetricError, match=message):
         call()  # type: ignore[operator]
+
+
+def _nafnet_ssim_3d(first: np.ndarray, second: np.ndarray, max_value: float) -> float:
+    """NAFNet basicsr ``_ssim_3d``, transcribed: Conv3d over (H, W, C), 11x11x11 Gaussian, replicate padding.
+
+    Written as NAFNet does (``np.stack([window * k for k in kernel_3])``, ``padding_mode='replicate'``),
+    in float64 on the CPU where NAFNet runs float32 on CUDA.
+    """
+    import cv2
+    import torch
+
+    kernel = cv2.getGaussianKernel(11, 1.5)
+    window = np.outer(kernel, kernel.transpose())
+    kernel_3 = cv2.getGaussianKernel(11, 1.5)
+    weight = torch.tensor(np.stack([window * k for k in kernel_3], axis=0))[None, None]
+
+    def conv3d(volume: torch.Tensor) -> torch.Tensor:
+        padded = torch.nn.functional.pad(volume[None, None], (5, 5, 5, 5, 5, 5), mode="replicate")
+        return torch.nn.functional.conv3d(padded, weight)[0, 0]
+
+    c1, c2 = (0.01 * max_value) ** 2, (0.03 * max_value) ** 2
+    img1 = torch.tensor(first.astype(np.float64))
+    img2 = torch.tensor(second.astype(np.float64))
+    mu1, mu2 = conv3d(img1), conv3d(img2)
+    mu1_sq, mu2_sq, mu1_mu2 = mu1**2, mu2**2, mu1 * mu2
+    sigma1_sq = conv3d(img1**2) - mu1_sq
+    sigma2_sq = conv3d(img2**2) - mu2_sq
+    sigma12 = conv3d(img1 * img2) - mu1_mu2
+    ssim_map = ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
+    return float(ssim_map.mean())
+
+
+def _nafnet_ssim_cly(first: np.ndarray, second: np.ndarray) -> float:
+    """NAFNet basicsr ``_ssim_cly`` (its Y-channel SSIM), transcribed: 2-D Gaussian, replicate border, full map."""
+    import cv2
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    kernel = cv2.getGaussianKernel(11, 1.5)
+    window = np.outer(kernel, kernel.transpose())
+
+    def f(image: np.ndarray) -> np.ndarray:
+        return cv2.filter2D(image, -1, window, borderType=cv2.BORDER_REPLICATE)
+
+    img1, img2 = first.astype(np.float64), second.astype(np.float64)
+    mu1, mu2 = f(img1), f(img2)
+    sigma1_sq, sigma2_sq, sigma12 = f(img1**2) - mu1**2, f(img2**2) - mu2**2, f(img1 * img2) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * sigma12 + c2)) / ((mu1**2 + mu2**2 + c1) * (sigma1_sq + sigma2_sq + c2))
+    return float(ssim_map.mean())
+
+
+@pytest.mark.parametrize(("shape", "sigma"), [((37, 52, 3), 8.0), ((24, 19, 3), 30.0), ((64, 48, 4), 15.0)])
+def test_ssim3d_equals_nafnets_formula(shape: tuple[int, ...], sigma: float) -> None:
+    pred, target = _noisy_pair(shape, sigma=sigma)
+    smooth = _blurred(pred)  # a restored-looking prediction: where 2-D and 3-D SSIM part ways
+    for candidate in (pred, smooth):
+        expected = _nafnet_ssim_3d(candidate, target, 255.0)
+        assert ssim3d(candidate, target, data_range=255) == pytest.approx(expected, abs=1e-4)
+    assert abs(ssim3d(smooth, target, data_range=255) - ssim(smooth, target, data_range=255)) > 1e-3
+
+
+def test_ssim3d_on_float_images_uses_the_given_range() -> None:
+    pred, target = _noisy_pair((30, 33, 3))
+    scaled = ssim3d(pred / 255.0, target / 255.0, data_range=1.0)
+    assert scaled == pytest.approx(_nafnet_ssim_3d(pred / 255.0, target / 255.0, 1.0), abs=1e-4)
+    assert scaled == pytest.approx(ssim3d(pred, target, data_range=255), abs=1e-10)
+
+
+def test_ssim3d_of_the_y_channel_is_nafnets_y_channel_ssim() -> None:
+    pred, target = _noisy_pair((40, 41, 3))
+    expected = _nafnet_ssim_cly(rgb_to_y(pred, data_range=255), rgb_to_y(target, data_range=255))
+    assert ssim3d(pred, target, data_range=255, y_channel=True) == pytest.approx(expected, abs=1e-10)
+    assert ssim3d(target, target, data_range=255) == pytest.approx(1.0)
+
+
+def _blurred(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(image, (5, 5), 1.2)

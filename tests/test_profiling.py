@@ -1,8 +1,12 @@
-"""Profiling: MACs against hand counts, parameters against the papers' block formulas, runtime plumbing."""
+"""Profiling: MACs against hand counts and the official formulation, parameters against the papers'
+block formulas, config and memory guards, runtime plumbing through the engine."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -10,13 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import restorecli
 from restorecli import profiling
-from restorecli.archs import official
 from restorecli.archs.restormer import Attention
-from restorecli.errors import ConfigError, UnknownModelError
+from restorecli.engine.options import RunOptions
+from restorecli.errors import ConfigError, DeviceError, UnknownModelError
 from restorecli.profiling import report as report_module
 from restorecli.profiling import runtime
+from restorecli.testing import official
 from restorecli.zoo.architectures import build_model, build_on_meta
+from restorecli.zoo.descriptor import ModelDescriptor
 
 
 def macs_of(module: nn.Module, shape: tuple[int, ...], *, on_meta: bool = True) -> profiling.MacCount:
@@ -410,8 +417,8 @@ def test_weights_are_loaded_strictly(tmp_path: Path) -> None:
     path = tmp_path / "tiny.pth"
     torch.save(source.state_dict(), path)
     target = profiling.resolve_target(arch="nafnet", config="tiny", weights=path)
-    assert target.weights == str(path) and target.module is not None
-    assert torch.equal(target.module.intro.weight, source.intro.weight)
+    assert target.weights == str(path)
+    assert torch.equal(target.descriptor.module.intro.weight, source.intro.weight)
     inferred = profiling.resolve_target(weights=path)  # architecture and config from the keys
     assert (inferred.arch, inferred.config) == ("nafnet", target.config)
 
@@ -465,7 +472,7 @@ def test_cpu_peak_memory_comes_from_a_fresh_process() -> None:
         arch="nafnet",
         config=profiling.resolve_target(arch="nafnet", config="tiny").config,
         input_shape=[1, 3, 512, 512],
-        precision="fp32",
+        options=dataclasses.asdict(RunOptions(tile=512, overlap=0, tile_batch=1)),
         threads=1,
     )
     ballast = torch.ones(64 * 2**20)  # 256 MiB held by this process must not show up in the child's peak
@@ -499,14 +506,15 @@ def test_profile_counts_times_and_reports_json_ready() -> None:
         repeats=2,
         memory=False,
     )
-    assert result.macs.input_shape == (2, 3, 32, 32)
-    assert result.macs.total == macs_of(build_on_meta("restormer", "tiny"), (2, 3, 32, 32)).total
-    assert result.device == "cpu" and len(result.sizes) == 1
+    assert result.macs.official.input_shape == (2, 3, 32, 32)
+    assert result.macs.restorecli.total == macs_of(build_on_meta("restormer", "tiny"), (2, 3, 32, 32)).total
+    assert result.device == "cpu" and len(result.sizes) == 1 and result.sizes[0].device == "cpu"
     timing = result.sizes[0].latency
     assert timing is not None and timing.repeats == 2 and timing.median_ms > 0
     assert any("30x32 padded to multiples of 8" in note for note in result.notes)
     data = result.to_dict()
-    assert data["macs"]["flops"] == 2 * data["macs"]["macs"] == 2 * result.macs.total
+    assert data["macs"]["flops"] == 2 * data["macs"]["macs"] == 2 * result.macs.official.total
+    assert data["macs"]["counts"]["paper"]["macs"] == result.macs.paper == result.sizes[0].paper_macs
     assert data["sizes"][0]["flops"] == 2 * result.sizes[0].macs
     assert "FLOPs = 2 x MACs" in data["convention"]
 
@@ -516,8 +524,7 @@ def test_tiled_profile_runs_the_engine_and_sums_macs_over_tiles() -> None:
     result = profiling.profile(
         target,
         size=(64, 64),
-        tile=32,
-        tile_overlap=8,
+        options=RunOptions(tile=32, overlap=8),
         device="cpu",
         warmup=0,
         repeats=1,
@@ -527,19 +534,16 @@ def test_tiled_profile_runs_the_engine_and_sums_macs_over_tiles() -> None:
     # ceil(56 / 3) + 8 = 27 -> 28 px (multiple 4) at 0, 16, 36.
     one_tile = macs_of(build_on_meta("nafnet", "tiny"), (1, 3, 28, 28))
     assert result.sizes[0].tiles == 9
-    assert result.macs.total == result.sizes[0].macs == 9 * one_tile.total
+    assert result.macs.official.total == result.sizes[0].macs == 9 * one_tile.total
     assert sum(row.macs for row in result.breakdown) == 9 * one_tile.total
-    assert result.sizes[0].latency is not None and (
-        result.tile,
-        result.tile_overlap,
-    ) == (32, 8)
+    assert result.sizes[0].latency is not None and (result.tile, result.overlap) == (32, 8)
     assert any(note.startswith("tiled: ") for note in result.notes)
 
 
 def test_a_tile_too_small_for_its_overlap_is_rejected() -> None:
     target = profiling.resolve_target(arch="nafnet", config="tiny")
     with pytest.raises(ConfigError, match="Expected a tile of at least"):
-        profiling.profile(target, size=(64, 64), tile=8, tile_overlap=8, latency=False, memory=False)
+        profiling.profile(target, size=(64, 64), options=RunOptions(tile=8, overlap=8), latency=False, memory=False)
 
 
 def test_profile_sizes_scale_macs_with_pixels_and_skip_runtime_when_asked() -> None:
@@ -576,61 +580,211 @@ def test_out_of_memory_at_one_size_is_reported_and_the_sweep_goes_on(
     assert result.sizes[1].error == "out of memory" and result.sizes[1].latency is None
 
 
-def test_auto_moves_to_the_next_device_when_an_operator_is_missing(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("device", "fallback"), [("auto", True), ("cpu", False)])
+def test_passes_run_through_the_engine_with_its_fallback_policy_and_announcements_become_notes(
+    monkeypatch: pytest.MonkeyPatch, device: str, fallback: bool
 ) -> None:
-    real = runtime.measure_latency
-    failures = iter([NotImplementedError("The operator 'aten::foo' is not currently implemented for the MPS device")])
+    real = runtime.restore_tensor
+    seen: list[RunOptions] = []
 
-    def first_device_lacks_an_operator(module: nn.Module, x: Tensor, **kwargs: object) -> profiling.Latency:
-        failure = next(failures, None)
-        if failure is not None:
-            raise failure
-        return real(module, x, **kwargs)  # type: ignore[arg-type]
+    def announcing_runner(descriptor: ModelDescriptor, x: Tensor, options: RunOptions) -> Tensor:
+        seen.append(options)
+        logging.getLogger("restorecli.engine").warning("mps lacks an operator the model needs; continuing on cpu")
+        return real(descriptor, x, options)
 
-    monkeypatch.setattr(report_module, "measure_latency", first_device_lacks_an_operator)
-    monkeypatch.setattr(report_module, "fallback_chain", lambda device: [torch.device("cpu")])
+    monkeypatch.setattr(runtime, "restore_tensor", announcing_runner)
     target = profiling.resolve_target(arch="nafnet", config="tiny")
-    result = profiling.profile(target, size=(16, 16), device="auto", warmup=0, repeats=1, memory=False)
+    result = profiling.profile(target, size=(16, 16), device=device, warmup=0, repeats=1, memory=False)
     assert result.device == "cpu" and result.sizes[0].latency is not None
-    assert any("lacks an operator" in note for note in result.notes)
+    assert {options.fallback for options in seen} == {fallback}
+    assert {(options.tile, options.overlap, options.tile_batch) for options in seen} == {(16, 0, 1)}  # one whole tile
+    assert "16x16: mps lacks an operator the model needs; continuing on cpu" in result.notes
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"batch": 0},
-        {"depth": 0},
-        {"repeats": 0},
-        {"warmup": -1},
-        {"tile": 0},
-        {"tile_overlap": -1},
-        {"precision": "fp8"},
-    ],
-)
+def test_profile_runs_the_zoo_descriptor_in_the_memory_format_inference_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    layouts: list[bool] = []
+    real = report_module.instantiate
+
+    def watched(target: profiling.ProfileTarget, device: torch.device) -> ModelDescriptor:
+        descriptor = real(target, device)
+        descriptor.module.register_forward_pre_hook(
+            lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+        )
+        return descriptor
+
+    monkeypatch.setattr(report_module, "instantiate", watched)
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    assert target.descriptor.channels_last  # the zoo's record, with the architecture's preference
+    profiling.profile(target, size=(16, 16), device="cpu", warmup=1, repeats=1, memory=False)
+    assert layouts == [True, True]
+
+
+def test_only_the_zoo_builds_descriptors_and_the_product_never_imports_the_test_reference() -> None:
+    package = Path(restorecli.__file__).parent
+    sources = {path.relative_to(package).as_posix(): path.read_text() for path in package.rglob("*.py")}
+    builders = sorted(name for name, text in sources.items() if "ModelDescriptor(" in text)
+    assert builders and all(name.startswith("zoo/") for name in builders)
+    imports = re.compile(
+        r"^\s*(from restorecli\.testing\b|import restorecli\.testing\b|from restorecli import testing)", re.MULTILINE
+    )
+    importers = [name for name, text in sources.items() if imports.search(text)]
+    assert all(name.startswith("testing/") for name in importers)
+
+
+@pytest.mark.parametrize("kwargs", [{"batch": 0}, {"depth": 0}, {"repeats": 0}, {"warmup": -1}])
 def test_profile_rejects_bad_settings(kwargs: dict[str, object]) -> None:
     target = profiling.resolve_target(arch="nafnet", config="tiny")
     with pytest.raises(ConfigError):
         profiling.profile(target, latency=False, memory=False, **kwargs)  # type: ignore[arg-type]
 
 
-def test_profile_notes_the_official_count_where_our_forward_regroups_it() -> None:
+def test_a_precision_the_device_lacks_fails_before_anything_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_module, "instantiate", lambda *args: pytest.fail("allocated the network"))
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    with pytest.raises(ConfigError, match="Expected a precision cpu supports"):
+        profiling.profile(target, device="cpu", options=RunOptions(precision="fp16"))
+
+
+def test_profile_headlines_the_official_count_beside_the_paper_and_restorecli_counts() -> None:
     restormer = profiling.profile(
-        profiling.resolve_target(arch="restormer", config="tiny"),
-        size=(32, 32),
-        latency=False,
-        memory=False,
+        profiling.resolve_target(arch="restormer", config="tiny"), size=(32, 32), latency=False, memory=False
     )
-    official_macs = macs_of(official.OfficialForward(build_on_meta("restormer", "tiny")), (1, 3, 32, 32)).total
-    assert official_macs != restormer.macs.total
-    assert any(f"official formulation does {official_macs / 1e9:.2f} G MACs" in note for note in restormer.notes)
+    reference = macs_of(official.OfficialForward(build_on_meta("restormer", "tiny")), (1, 3, 32, 32))
+    assert restormer.macs.official.total == reference.total != restormer.macs.restorecli.total
+    assert restormer.macs.paper == reference.by_operator["convolution"]
+    assert sum(row.macs for row in restormer.breakdown) == reference.total  # the breakdown is the official one
+    counts = restormer.to_dict()["macs"]["counts"]
+    assert [counts[kind]["macs"] for kind in ("official", "paper", "restorecli")] == list(
+        restormer.macs.totals().values()
+    )
     nafnet = profiling.profile(
-        profiling.resolve_target(arch="nafnet", config="tiny"),
-        size=(32, 32),
-        latency=False,
-        memory=False,
+        profiling.resolve_target(arch="nafnet", config="tiny"), size=(32, 32), latency=False, memory=False
     )
-    assert not any("official formulation" in note for note in nafnet.notes)  # same computation, no note
+    assert nafnet.macs.official == nafnet.macs.restorecli  # NAFNet's forward does the official arithmetic
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and memory guards (before anything is allocated)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ('{"width": -8}', "Expected integers from 1 to 65536 in --config, but got width=-8"),
+        ('{"width": 0}', "but got width=0"),
+        ('{"middle_blk_num": 100000}', "Expected integers from 0 to 65536 in --config, but got middle_blk_num=100000"),
+        ('{"middle_blk_num": 1000, "enc_blk_nums": [30], "dec_blk_nums": [0]}', "at most 1024 blocks in all"),
+        ('{"enc_blk_nums": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', "but enc_blk_nums has 17"),
+        ('{"enc_blk_nums": [1, -1], "dec_blk_nums": [1, 1]}', "but got enc_blk_nums=[1, -1]"),
+        ('{"width": 4.5e300}', "but got width="),
+    ],
+)
+def test_config_values_out_of_range_are_config_errors(config: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        profiling.resolve_target(arch="nafnet", config=config)
+
+
+def test_a_config_the_network_rejects_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="Expected a config restormer can be built from, but .*groups"):
+        profiling.resolve_target(arch="restormer", config='{"ffn_expansion_factor": 0.01}')  # 0 hidden channels
+    heads_misfit = profiling.resolve_target(arch="restormer", config='{"dim": 3, "heads": [2, 2, 2, 2]}')
+    with pytest.raises(ConfigError, match=r"Expected restormer \(custom\) to run on a 1x3x8x8 input, but it failed"):
+        profiling.profile(heads_misfit, size=(8, 8), latency=False, memory=False)
+
+
+def test_a_huge_width_is_counted_on_meta_and_refused_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_module, "instantiate", lambda *args: pytest.fail("allocated the network"))
+    target = profiling.resolve_target(arch="nafnet", config='{"width": 20000}')
+    counted = profiling.profile(target, size=(8, 8), latency=False, memory=False)
+    assert counted.parameters.total > 10**9  # counting needs no memory
+    monkeypatch.setattr(report_module, "free_memory", lambda device: 8 << 30)
+    with pytest.raises(DeviceError, match=r"weights alone need 1\d\.\d GiB and 8\.0 GiB are free"):
+        profiling.profile(target, size=(8, 8), device="cpu", repeats=1)
+
+
+def test_sizes_past_the_free_memory_are_out_of_memory_rows_and_the_sweep_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    per_pixel = restorecli.engine.runner.estimate_bytes_per_pixel(target.descriptor)
+    # Room for a 64x64 pass (plus weights and images), not for 100000x100000.
+    monkeypatch.setattr(report_module, "free_memory", lambda device: int(per_pixel * 64 * 64 * 2) + (1 << 20))
+    result = profiling.profile(
+        target, sizes=[(64, 64), (100_000, 100_000)], device="cpu", warmup=0, repeats=1, memory=False
+    )
+    fits, huge = result.sizes
+    assert fits.error is None and fits.latency is not None
+    assert huge.latency is None and huge.error is not None
+    assert re.fullmatch(r"out of memory: needs about \d+\.\d GiB, cpu has 0\.0 GiB free", huge.error)
+
+
+def test_when_no_size_fits_nothing_is_allocated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_module, "instantiate", lambda *args: pytest.fail("allocated the network"))
+    monkeypatch.setattr(report_module, "free_memory", lambda device: 1 << 20)
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    result = profiling.profile(target, size=(2048, 2048), device="cpu", repeats=1)
+    assert result.sizes[0].error is not None and result.sizes[0].error.startswith("out of memory: needs about")
+
+
+# ---------------------------------------------------------------------------------------------
+# The official formulation's count, derived without running it, against flop_counter on it
+
+
+@pytest.mark.parametrize(
+    ("arch", "shape"),
+    [
+        ("restormer", (2, 3, 24, 40)),
+        ("restormer", (1, 3, 56, 16)),
+        ("nafnet", (1, 3, 27, 37)),  # odd: both forwards zero-pad to a multiple of 4 themselves
+        ("nafnet", (2, 3, 33, 19)),
+        ("nafnet-local", (1, 3, 67, 45)),  # past the 48-pixel TLC window: local pooling
+    ],
+)
+@pytest.mark.parametrize("on_meta", [True, False])
+def test_official_count_equals_flop_counter_on_the_official_formulation(
+    arch: str, shape: tuple[int, ...], on_meta: bool
+) -> None:
+    model = build_model(arch, "tiny").eval()
+    counts = profiling.count_macs_three_ways(model, shape, on_meta=on_meta)
+    reference = macs_of(official.OfficialForward(model), shape, on_meta=on_meta)
+    assert counts.official.total == reference.total
+    assert counts.official.by_operator == reference.by_operator
+    assert counts.paper == reference.by_operator["convolution"]
+    assert counts.restorecli == macs_of(model, shape, on_meta=on_meta)
+    assert sum(counts.official.by_module.values()) == counts.official.total
+
+
+@pytest.mark.slow
+def test_full_restormer_at_256_is_154_88_g_macs_and_140_99_g_by_the_paper_convention() -> None:
+    model = build_on_meta("restormer", "deraining")
+    counts = profiling.count_macs_three_ways(model, (1, 3, 256, 256))
+    reference = macs_of(official.OfficialForward(model), (1, 3, 256, 256))
+    assert counts.official.total == reference.total == 154_882_031_616
+    assert counts.paper == reference.by_operator["convolution"] == 140_990_496_768
+    assert counts.restorecli.total == 148_026_949_632
+
+
+class Doubled(nn.Module):
+    """A stand-in regrouped module: its forward does the work twice; its "official" cost once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Conv2d(2, 2, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(self.inner(x))
+
+
+def test_a_regrouped_module_is_replaced_by_its_official_cost_up_to_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from restorecli.profiling import formulations
+
+    per_call = 5 * 5 * 2 * 2
+    monkeypatch.setitem(formulations.OFFICIAL_COSTS, Doubled, lambda module, shapes, measured: {"convolution": 7})
+    net = nn.Sequential(nn.Sequential(Doubled(), nn.Conv2d(2, 2, 1, bias=False)), nn.Conv2d(2, 2, 1, bias=False)).eval()
+    counts = profiling.count_macs_three_ways(net, (1, 2, 5, 5))
+    assert counts.restorecli.total == 4 * per_call
+    assert counts.official.total == 2 * per_call + 7
+    assert counts.official.by_module == {"0.0": 7, "0.1": per_call, "1": per_call}  # "0.0.inner" folded in
 
 
 # ---------------------------------------------------------------------------------------------
@@ -673,3 +827,43 @@ def test_product_timer_counts_what_flop_counter_counts_and_splits_depthwise(cont
     assert len(depthwise) > 0 and timer.flops["product"] - timer.flops["dense"] == sum(depthwise)
     assert timer.seconds["product"] > timer.seconds["dense"] > 0
     assert timer.gflops("product") > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Plot (matplotlib, the optional `plot` extra)
+
+
+def test_plot_draws_a_png_of_latency_memory_and_macs_per_module(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    from restorecli.profiling import plot
+
+    target = profiling.resolve_target(arch="nafnet", config="tiny")
+    report = profiling.profile(target, sizes=[(16, 16), (32, 32)], device="cpu", warmup=0, repeats=1, memory=False)
+    path = plot.plot_profile(report, tmp_path / "profile.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (2200, 1600)  # 11 x 8 inches at 200 dpi
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 50  # drawn, not a blank canvas
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("profile.txt", "Expected a plot file ending in .png, .pdf, .svg"), ("missing/profile.png", "existing folder")],
+)
+def test_plot_paths_are_checked_before_any_work(tmp_path: Path, name: str, message: str) -> None:
+    from restorecli.errors import OutputPathError
+    from restorecli.profiling import plot
+
+    with pytest.raises(OutputPathError, match=message):
+        plot.check_plot_path(tmp_path / name)
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from restorecli.errors import MissingDependencyError
+    from restorecli.profiling import plot
+
+    monkeypatch.setattr(plot.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingDependencyError, match=re.escape("pip install 'restorecli[plot]'")):
+        plot.require_matplotlib()

@@ -13,9 +13,8 @@ import pytest
 
 from restorecli.images import read_array, write_array
 from restorecli.metrics.psnr_ssim import psnr
-from restorecli.metrics.segmentation import decode_prediction, decode_target, detect_targets
-from restorecli.report import MaskSettings, ReportHeader, ReportImage, write_report
-from restorecli.report import visuals
+from restorecli.metrics.segmentation import decode_prediction, decode_target, detect_targets, match_targets
+from restorecli.report import MaskSettings, ReportHeader, ReportImage, visuals, write_report
 
 HEADER = ReportHeader("eval report", "restormer-derain (Y, crop 0)", "restore eval out --gt gt", "2026-12-03", "0.2.0")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -95,9 +94,11 @@ def test_mask_marks_agree_with_the_pd_metric(tmp_path: Path) -> None:
     predicted = np.zeros_like(target)
     predicted[5:8, 6:9] = 255  # finds the first target
     predicted[20:22, 40:42] = 255  # a false alarm
-    marks = visuals.mark_targets(decode_prediction(predicted, num_classes=2), decode_target(target, num_classes=2), 3.0)
-    counts = detect_targets(decode_prediction(predicted, num_classes=2), decode_target(target, num_classes=2), distance=3.0)
-    assert len(marks.detected) == counts.detected == 1 and len(marks.missed) == counts.targets - counts.detected == 2
+    decoded = decode_prediction(predicted, num_classes=2), decode_target(target, num_classes=2)
+    match = match_targets(*decoded, distance=3.0)
+    counts = detect_targets(*decoded, distance=3.0)
+    assert match.detected == (True, False, False) and match.counts() == counts
+    assert counts.detected == 1 and counts.targets == 3 and counts.false_alarm_pixels == 4
     write_array(tmp_path / "gt" / "m.png", target)
     write_array(tmp_path / "pred" / "m.png", predicted)
     settings = MaskSettings(
@@ -123,8 +124,15 @@ def browser():  # type: ignore[no-untyped-def]
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield launched
         launched.close()
@@ -160,3 +168,61 @@ def test_the_page_renders_in_chromium_and_its_controls_work(tmp_path: Path, brow
     assert shown == sorted(shown, reverse=True)
     assert not problems, problems
     assert not any(math.isnan(value) for value in shown)
+
+
+def test_restore_eval_report_shows_every_json_psnr_and_mask_overlays(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from restorecli.cli.app import app
+
+    images = _pairs(tmp_path, count=3)
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(tmp_path / "out"),
+            "--gt",
+            str(tmp_path / "gt"),
+            "--json",
+            "--report",
+            str(tmp_path / "r" / "index.html"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["images"]
+    page = tmp_path / "r" / "index.html"
+    text = page.read_text(encoding="utf-8")
+    assert len(rows) == len(images)
+    for row in rows:
+        assert html.escape(row["name"]) in text and f"{row['psnr']:.2f}" in text
+    assert all((page.parent / link).is_file() for link in _sources(page))
+
+    masks = tmp_path / "masks"
+    target = np.zeros((32, 32), np.uint8)
+    target[4:7, 4:7] = 255
+    write_array(masks / "gt" / "a.png", target)
+    write_array(masks / "pred" / "a.png", target)
+    result = runner.invoke(
+        app, ["eval", str(masks / "pred"), "--gt", str(masks / "gt"), "--report", str(masks / "report.html")]
+    )
+    assert result.exit_code == 0, result.output
+    assert 'class="detected"' in (masks / "report.html").read_text(encoding="utf-8")
+
+    refused = runner.invoke(
+        app,
+        [
+            "eval",
+            "--gt",
+            str(tmp_path / "gt"),
+            "--model",
+            "x.pth",
+            "--input",
+            str(tmp_path / "in"),
+            "--report",
+            str(tmp_path / "x.html"),
+        ],
+    )
+    assert refused.exit_code == 2 and "--save" in refused.output

@@ -10,41 +10,9 @@ import pytest
 
 from restorecli.errors import ConfigError, ImageReadError
 from restorecli.video import VideoOptions, probe, restore_video
+from tests.clips import audio_packets, count_frames, make_clip
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
-
-
-def make_clip(path: Path, frames: int = 24, size: tuple[int, int] = (64, 48), fps: int = 24, audio: bool = True) -> None:
-    """A tiny H.264 clip of moving gradients, with a 440 Hz AAC tone when ``audio``."""
-    width, height = size
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps, options={"crf": "20"})
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        sound = container.add_stream("aac", rate=48000) if audio else None
-        samples_per_frame = 48000 // fps
-        for index in range(frames):
-            ramp = (np.arange(width)[None, :, None] * 3 + index * 5 + np.arange(height)[:, None, None]) % 256
-            pixels = np.broadcast_to(ramp, (height, width, 3)).astype(np.uint8)
-            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")))
-            if sound is not None:
-                t = (np.arange(samples_per_frame) + index * samples_per_frame) / 48000
-                tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
-                chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = 48000, index * samples_per_frame
-                container.mux(sound.encode(chunk))
-        container.mux(video.encode(None))
-        if sound is not None:
-            container.mux(sound.encode(None))
-
-
-def _count_frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
-
-
-def _audio_packets(path: Path) -> list[bytes]:
-    with av.open(str(path)) as container:
-        return [bytes(packet) for packet in container.demux(audio=0) if packet.size]
 
 
 def test_a_clip_keeps_frames_rate_size_and_its_audio(tmp_path: Path) -> None:
@@ -56,10 +24,10 @@ def test_a_clip_keeps_frames_rate_size_and_its_audio(tmp_path: Path) -> None:
     )
     out = tmp_path / "out" / "clip.mp4"
     info, original = probe(out), probe(clip)
-    assert count == 24 == _count_frames(out) and sum(seen) == 24 and seen[:2] == [5, 5]
+    assert count == 24 == count_frames(out) and sum(seen) == 24 and seen[:2] == [5, 5]
     assert info.fps == original.fps == Fraction(24) and (info.width, info.height) == (64, 48)
     assert info.other_streams == ("audio",)
-    assert _audio_packets(out) == _audio_packets(clip)  # copied, not re-encoded
+    assert audio_packets(out) == audio_packets(clip)  # copied, not re-encoded
     with av.open(str(out)) as container:
         first = next(container.decode(video=0)).to_ndarray(format="rgb24").astype(int)
     with av.open(str(clip)) as container:
@@ -73,7 +41,7 @@ def test_upscaled_frames_set_the_output_size_and_odd_sizes_encode(tmp_path: Path
     out = tmp_path / "big.mkv"
     restore_video(clip, out, lambda frames: [np.repeat(np.repeat(f, 2, 0), 2, 1)[:-1, :-1] for f in frames])
     info = probe(out)
-    assert (info.width, info.height) == (127, 95) and _count_frames(out) == 3
+    assert (info.width, info.height) == (127, 95) and count_frames(out) == 3
 
 
 def test_an_interrupted_video_leaves_no_output_and_no_temporary_file(tmp_path: Path) -> None:

@@ -38,7 +38,9 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        normed = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        # The normalised shape comes from the weight, not the input: an ONNX trace records input
+        # sizes as graph values, and layer_norm needs a constant shape.
+        normed = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
         return normed.permute(0, 3, 1, 2)
 
 
@@ -74,9 +76,21 @@ class NAFBlock(nn.Module):
         channels-last map both become one matrix product with scaled weights, which saves three of
         the block's element-wise passes over the map (see :func:`_scaled_pointwise`).
         """
+        x = self.gated(inp)
+        return self.finish(inp, x, self.sca(x))
+
+    def gated(self, inp: Tensor) -> Tensor:
+        """The depth-wise branch up to its SimpleGate: ``x`` of the official block, ``(N, c, H, W)``."""
         first, second = self.conv2(self.conv1(self.norm1(inp))).chunk(2, dim=1)
-        x = first * second
-        y = inp + _scaled_pointwise(self.conv3, x, self.beta, self.sca(x))
+        return first * second
+
+    def finish(self, inp: Tensor, x: Tensor, attention: Tensor) -> Tensor:
+        """The rest of the block, per pixel, given ``attention = sca(x)`` (``(N, c, 1, 1)``, or per pixel with TLC).
+
+        Separate so the channel attention may come from sums over parts of the image
+        (:mod:`restorecli.archs.streaming`).
+        """
+        y = inp + _scaled_pointwise(self.conv3, x, self.beta, attention)
         first, second = self.conv4(self.norm2(y)).chunk(2, dim=1)
         return y + _scaled_pointwise(self.conv5, first * second, self.gamma)
 
@@ -199,6 +213,8 @@ class LocalAvgPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, fast_imp={self.fast_imp}"
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.onnx.is_in_onnx_export() and not self.fast_imp:
+            return self._traceable_means(x)
         height, width = x.shape[-2:]
         kernel_h, kernel_w = self.kernel_size
         if kernel_h >= height and kernel_w >= width:
@@ -217,6 +233,28 @@ class LocalAvgPool2d(nn.Module):
         bottom_left = integral[:, :, kernel_h:, :-kernel_w]
         bottom_right = integral[:, :, kernel_h:, kernel_w:]
         return (bottom_right + top_left - top_right - bottom_left) / (kernel_h * kernel_w)
+
+    def _traceable_means(self, x: Tensor) -> Tensor:
+        """:meth:`forward` without Python branches on the input size, for an ONNX graph of any size.
+
+        A trace records one branch of ``forward`` (global or local pooling, per the example input);
+        here the window is clamped to the map as a graph value, so one integral-image path serves
+        every size: a window covering the map gives one mean, replicated to the map (global
+        pooling's value, up to float rounding). The exact (not ``fast_imp``) variant only.
+        """
+        height, width = (torch.as_tensor(size) for size in x.shape[-2:])
+        kernel_h = height.clamp(max=self.kernel_size[0])
+        kernel_w = width.clamp(max=self.kernel_size[1])
+        integral = F.pad(x.cumsum(dim=-1).cumsum(dim=-2), (1, 0, 1, 0))
+        sums = (
+            integral[:, :, kernel_h:, kernel_w:]
+            + integral[:, :, :-kernel_h, :-kernel_w]
+            - integral[:, :, :-kernel_h, kernel_w:]
+            - integral[:, :, kernel_h:, :-kernel_w]
+        )
+        rows, cols = kernel_h - 1, kernel_w - 1
+        means = sums / (kernel_h * kernel_w)
+        return F.pad(means, (cols // 2, (cols + 1) // 2, rows // 2, (rows + 1) // 2), mode="replicate")
 
     def _fast_means(self, x: Tensor) -> Tensor:
         """The official approximation: window means on a sub-sampled grid, upsampled (nearest)."""

@@ -106,30 +106,52 @@ class Attention(nn.Module):
         (no normalised copies), and ``A`` is folded into ``project_out``'s weight, so the pixels
         meet one ``(HW x C) @ (C x C)`` product instead of two (the same value up to rounding).
         """
-        batch, channels, height, width = x.shape
+        # q, k, v as three maps, (N, HW, C) views of channels-last ones: contiguous rows for the products.
+        query, key, value = (pixels(self.qkv_part(x, index)) for index in range(3))
+        # vecdot reduces over the pixel axis several times faster than norm does.
+        query_squares = torch.linalg.vecdot(query, query, dim=1)
+        key_squares = torch.linalg.vecdot(key, key, dim=1)
+        mixing = self.mixing(head_grams(query, key, self.num_heads), query_squares, key_squares)
+        return self.project(value, mixing, x.shape[-2])
+
+    def qkv_part(self, x: Tensor, index: int) -> Tensor:
+        """Map ``index`` (0 q, 1 k, 2 v) of ``qkv_dwconv(qkv(x))``, ``(N, C, H, W)``, computed on its own."""
+        return conv_part(self.qkv_dwconv, conv_part(self.qkv, x, index, 3), index, 3)
+
+    def mixing(self, grams: Tensor, query_squares: Tensor, key_squares: Tensor) -> Tensor:
+        """The ``(N, C, C)`` matrix ``M`` with ``project_out(A v) = v @ M`` per pixel (bias aside).
+
+        Args:
+            grams: each head's ``q_h^T k_h`` summed over the pixels, ``(N, heads, C/heads, C/heads)``.
+            query_squares / key_squares: each channel's squared L2 norm over the pixels, ``(N, C)``.
+
+        Only sums over pixels come in, so they may be accumulated over parts of the image
+        (:mod:`restorecli.archs.streaming`).
+        """
+        batch, channels = query_squares.shape
         heads = self.num_heads
         per_head = channels // heads
-        # q, k, v as three maps, (N, HW, C) views of channels-last ones: contiguous rows for the products.
-        query, key, value = (
-            conv_part(self.qkv_dwconv, conv_part(self.qkv, x, index, 3), index, 3)
-            .permute(0, 2, 3, 1)
-            .reshape(batch, height * width, channels)
-            for index in range(3)
-        )
-        # vecdot reduces over the pixel axis several times faster than norm does.
-        query_norm = torch.linalg.vecdot(query, query, dim=1).sqrt().clamp_min(1e-12)  # F.normalize's eps
-        key_norm = torch.linalg.vecdot(key, key, dim=1).sqrt().clamp_min(1e-12)
-        query_norm = query_norm.view(batch, heads, per_head, 1)
-        key_norm = key_norm.view(batch, heads, 1, per_head)
-        cosine = head_grams(query, key, heads) / (query_norm * key_norm)  # (N, heads, C/heads, C/heads)
-        attention = (cosine * self.temperature).softmax(dim=-1)  # (N, heads, C/heads, C/heads)
+        query_norm = query_squares.sqrt().clamp_min(1e-12).view(batch, heads, per_head, 1)  # F.normalize's eps
+        key_norm = key_squares.sqrt().clamp_min(1e-12).view(batch, heads, 1, per_head)
+        cosine = grams / (query_norm * key_norm)  # (N, heads, C/heads, C/heads)
+        attention = (cosine * self.temperature).softmax(dim=-1)
         # project_out(A v) per pixel = v @ M with M = blocks A_h^T W_h^T stacked over heads.
         weight = self.project_out.weight.reshape(channels, heads, per_head).permute(1, 2, 0)
-        mixing = (attention.transpose(2, 3) @ weight).reshape(batch, channels, channels)
+        return (attention.transpose(2, 3) @ weight).reshape(batch, channels, channels)
+
+    def project(self, value: Tensor, mixing: Tensor, height: int) -> Tensor:
+        """``project_out(A v)`` from ``(N, HW, C)`` values and :meth:`mixing`: an ``(N, C, H, W)`` map."""
+        batch, pixel_count, channels = value.shape
         out = value @ mixing
         if self.project_out.bias is not None:
             out = out + self.project_out.bias
-        return out.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+        return out.reshape(batch, height, pixel_count // height, channels).permute(0, 3, 1, 2)
+
+
+def pixels(x: Tensor) -> Tensor:
+    """An ``(N, C, H, W)`` map as ``(N, HW, C)`` rows of pixels: a view when ``x`` is channels-last."""
+    batch, channels, height, width = x.shape
+    return x.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
 
 
 def head_grams(query: Tensor, key: Tensor, heads: int) -> Tensor:
@@ -142,7 +164,9 @@ def head_grams(query: Tensor, key: Tensor, heads: int) -> Tensor:
     """
     batch, _, channels = query.shape
     per_head = channels // heads
-    if heads == 1 or query.dtype != torch.float32:
+    # An ONNX graph takes the per-head products in any dtype: the exporter's ``diagonal`` adds a
+    # float32-only branch that ONNX Runtime rejects in an fp16 graph.
+    if not torch.onnx.is_in_onnx_export() and (heads == 1 or query.dtype != torch.float32):
         gram = torch.bmm(query.transpose(1, 2), key).view(batch, heads, per_head, heads, per_head)
         return gram.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
     query = query.unflatten(2, (heads, per_head)).transpose(1, 2)  # (N, heads, HW, C/heads)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from restorecli.cli import datasets, degrade, evaluate, inference, models, profiler, training
+from restorecli.cli import datasets, degrade, evaluate, export, inference, inspection, models, profiler, training
 from restorecli.cli.common import show_library_messages
 
 app = typer.Typer(
@@ -22,10 +24,25 @@ degrade.register(app)
 profiler.register(app)
 evaluate.register(app)
 training.register(app)
+inspection.register(app)
+export.register(app)
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from restorecli import __version__
+
+        typer.echo(f"restorecli {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _setup() -> None:
+def _setup(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Image restoration with Restormer and NAFNet: inference, evaluation, dataset tools, profiling, training."""
     show_library_messages()
 

@@ -8,7 +8,18 @@ from typing import Annotated, Literal
 
 import typer
 
-from restorecli.cli.common import EXIT_FAILURE, JsonOption, WorkersOption, format_table, reports_errors
+from restorecli.cli.common import (
+    EXIT_FAILURE,
+    FollowSymlinksOption,
+    JsonOption,
+    MaxPixelsOption,
+    QuietOption,
+    WorkersOption,
+    apply_input_policy,
+    format_table,
+    reports_errors,
+)
+from restorecli.errors import escape_text
 
 DirsOption = Annotated[
     str | None,
@@ -136,8 +147,12 @@ def crop_patches(
         bool, typer.Option("--overwrite", help="Allow a non-empty OUTPUT and replace patches of the same name.")
     ] = False,
     json_output: JsonOption = False,
+    max_pixels: MaxPixelsOption = None,
+    follow_symlinks: FollowSymlinksOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Cut images (or aligned pairs) into overlapping patches, BasicSR extract_subimages style."""
+    apply_input_policy(max_pixels, follow_symlinks)
     from restorecli.data import CropOptions, parse_name_patterns
     from restorecli.data import crop_patches as run_crop
 
@@ -158,7 +173,7 @@ def crop_patches(
         list_path=list_path,
         workers=workers,
         overwrite=overwrite,
-        progress=True,
+        progress=not quiet,
     )
     if json_output:
         payload = report.to_dict(input_dir, output_dir)
@@ -179,7 +194,7 @@ def crop_patches(
         )
         typer.echo(f"manifest: {report.manifest}")
     for item_id, message in report.failures.items():
-        typer.echo(f"Failed {item_id}: {message}", err=True)
+        typer.echo(f"Failed {escape_text(item_id)}: {escape_text(message)}", err=True)
     if report.failures:
         raise typer.Exit(EXIT_FAILURE)
 

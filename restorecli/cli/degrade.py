@@ -1,4 +1,4 @@
-"""``restore degrade noise|blur|rain INPUT OUTPUT``: degraded copies of clean images, reproducible by ``--seed``."""
+"""``restore degrade noise|blur|rain|downscale INPUT OUTPUT``: degraded copies of clean images, reproducible by ``--seed``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from restorecli.cli.common import EXIT_FAILURE, JsonOption, reports_errors
+from restorecli.cli.common import (
+    EXIT_FAILURE,
+    FollowSymlinksOption,
+    JsonOption,
+    MaxPixelsOption,
+    QuietOption,
+    apply_input_policy,
+    reports_errors,
+)
+from restorecli.errors import display_path, escape_text
 
 if TYPE_CHECKING:
     from restorecli.train.degradations import DegradeSummary
@@ -17,8 +26,9 @@ Range = tuple[float, float]
 
 degrade_app = typer.Typer(
     help=(
-        "Write degraded copies of clean images (Gaussian noise, motion blur, rain streaks) to build training "
-        "and evaluation sets. Outputs keep the input file names and bit depth (JPEG inputs become PNG)."
+        "Write degraded copies of clean images (Gaussian noise, motion blur, rain streaks, bicubic downscaling) "
+        "to build training and evaluation sets. Outputs keep the input file names and bit depth (JPEG inputs "
+        "become PNG)."
     ),
     no_args_is_help=True,
 )
@@ -40,12 +50,13 @@ FormatOption = Annotated[
 ]
 
 
-def _run(kind: str, input_path: Path, output: Path, params: Any, seed: int, as_json: bool, **options: Any) -> None:
+def _run(
+    kind: str, input_path: Path, output: Path, params: Any, seed: int, as_json: bool, quiet: bool, **options: Any
+) -> None:
     from restorecli.train.degradations import degrade_files
 
-    summary = degrade_files(
-        kind, input_path, output, params, seed, progress=not as_json, **options  # type: ignore[arg-type]
-    )
+    progress = not (as_json or quiet)
+    summary = degrade_files(kind, input_path, output, params, seed, progress=progress, **options)  # type: ignore[arg-type]
     _report(summary, as_json)
 
 
@@ -56,10 +67,10 @@ def _report(summary: DegradeSummary, as_json: bool) -> None:
     else:
         typer.echo(
             f"Wrote {len(summary.written)} {summary.kind} image(s) to {summary.output} "
-            f"in {summary.seconds:.1f} s (seed {summary.settings['seed']})."
+            f"in {summary.seconds:.1f} s{_seed_note(summary.settings)}."
         )
     for path, message in summary.failed:
-        typer.echo(f"Skipped {path}: {message}", err=True)
+        typer.echo(f"Warning: Skipped {display_path(path)}: {escape_text(message)}", err=True)
     if summary.failed:
         typer.echo(f"Error: {len(summary.failed)} file(s) could not be degraded", err=True)
         raise typer.Exit(EXIT_FAILURE)
@@ -92,12 +103,13 @@ def noise(
     ] = True,
     output_format: FormatOption = "auto",
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Additive white Gaussian noise; by default the papers' protocol, rounded and clipped to the image's bit depth."""
     from restorecli.train.degradations import NoiseParams
 
     params = NoiseParams(sigma=sigma, clip=clip, quantize=quantize)
-    _run("noise", input_path, output, params, seed, as_json, noise_seeding=seeding, output_format=output_format)
+    _run("noise", input_path, output, params, seed, as_json, quiet, noise_seeding=seeding, output_format=output_format)
 
 
 @reports_errors
@@ -125,6 +137,7 @@ def blur(
     ] = False,
     output_format: FormatOption = "auto",
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Random motion blur: each image gets its own kernel (normalised to sum 1, centred, no shift)."""
     from restorecli.train.degradations import BlurParams
@@ -135,7 +148,7 @@ def blur(
     if length is not None:
         overrides["length_range"] = length
     params = BlurParams(**overrides)
-    _run("blur", input_path, output, params, seed, as_json, save_kernel=save_kernel, output_format=output_format)
+    _run("blur", input_path, output, params, seed, as_json, quiet, save_kernel=save_kernel, output_format=output_format)
 
 
 @reports_errors
@@ -143,8 +156,17 @@ def rain(
     input_path: InputArgument,
     output: OutputArgument,
     preset: Annotated[
-        Literal["light", "medium", "heavy", "mixed"],
-        typer.Option("--preset", help="Starting ranges: light, medium, heavy, or mixed (light to heavy)."),
+        Literal["light", "medium", "mixed", "rain100l", "rain100h", "photoshop", "heavy", "mixture"],
+        typer.Option(
+            "--preset",
+            help=(
+                "Rain model and starting ranges. Like the benchmark sets: rain100l (sparse, light, one "
+                "direction), rain100h (dense, wide, bright, five directions), photoshop (blurred streak layers, "
+                "screen blend: Rain800/Test100/Rain1400), heavy (streaks under a veil of accumulated rain), "
+                "mixture (one of those four per image, as training draws them). Version 0.1's thin streaks: "
+                "light, medium, mixed (light to heavy)."
+            ),
+        ),
     ] = "mixed",
     density: Annotated[
         Range | None, typer.Option("--density", help="Fraction of pixels seeding a streak, low high.")
@@ -160,8 +182,9 @@ def rain(
     seed: SeedOption = 0,
     output_format: FormatOption = "auto",
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
-    """Synthetic rain streaks added to the image and clipped (the Rain100L/H model O = B + R)."""
+    """Synthetic rain: streak layers added (O = B + S) or screen-blended, under a veil for heavy rain; clipped."""
     from restorecli.train.degradations import RainParams
 
     ranges = {
@@ -172,12 +195,48 @@ def rain(
         "intensity_range": intensity,
     }
     params = RainParams.preset(preset, **{name: value for name, value in ranges.items() if value is not None})
-    _run("rain", input_path, output, params, seed, as_json, output_format=output_format)
+    _run("rain", input_path, output, params, seed, as_json, quiet, output_format=output_format)
+
+
+def _seed_note(settings: dict[str, Any]) -> str:
+    """`` (seed N)`` for the random degradations; nothing for deterministic ones (downscale)."""
+    return f" (seed {settings['seed']})" if "seed" in settings else ""
+
+
+@reports_errors
+def downscale(
+    input_path: InputArgument,
+    output: OutputArgument,
+    scale: Annotated[int, typer.Option("--scale", min=2, help="Downscaling factor N: each side becomes ceil(side / N).")],
+    output_format: Annotated[
+        Literal["auto", "png"],
+        typer.Option("--format", help="auto: each input's format and bit depth (JPEG becomes PNG); png."),
+    ] = "auto",
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Low-resolution inputs for super-resolution: MATLAB-compatible bicubic imresize by 1/N, as SR benchmarks are made.
+
+    Antialiased cubic kernel (a = -0.5), symmetric borders; 8/16-bit and alpha are kept.
+
+    Crop the high-resolution images to multiples of N first so the pairs stay aligned.
+    """
+    from restorecli.data.resize import downscale_files
+
+    summary = downscale_files(input_path, output, scale, output_format=output_format, progress=not (as_json or quiet))
+    _report(summary, as_json)
+
+
+@degrade_app.callback()
+def _inputs(max_pixels: MaxPixelsOption = None, follow_symlinks: FollowSymlinksOption = False) -> None:
+    """Input limits shared by every degradation (given before it: ``restore degrade --max-pixels N noise ...``)."""
+    apply_input_policy(max_pixels, follow_symlinks)
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``restore degrade noise|blur|rain`` to the app."""
+    """Add ``restore degrade noise|blur|rain|downscale`` to the app."""
     degrade_app.command("noise")(noise)
     degrade_app.command("blur")(blur)
     degrade_app.command("rain")(rain)
+    degrade_app.command("downscale")(downscale)
     app.add_typer(degrade_app, name="degrade")

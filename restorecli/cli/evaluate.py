@@ -1,4 +1,8 @@
-"""``restore eval``: Typer wiring for :mod:`restorecli.metrics.evaluate`."""
+"""``restore eval``: Typer wiring for :mod:`restorecli.metrics.evaluate`.
+
+With ``--model`` the inputs are restored before scoring: this module loads the model and hands the
+metrics a plain transform, so :mod:`restorecli.metrics` never imports the engine or the API.
+"""
 
 from __future__ import annotations
 
@@ -12,42 +16,55 @@ import typer
 
 from restorecli.cli.common import (
     DeviceOption,
+    FollowSymlinksOption,
     JsonOption,
+    MaxMemoryOption,
+    MaxPixelsOption,
     PrecisionOption,
+    QuietOption,
+    TileBatchOption,
     TileOption,
     TileOverlapOption,
     WorkersOption,
+    apply_input_policy,
     format_table,
     job_exit,
     reports_errors,
+    run_options,
 )
+from restorecli.engine.options import DEFAULT_TILE_OVERLAP
 
 if TYPE_CHECKING:
-    from restorecli.engine.distributed import Session
-    from restorecli.metrics.evaluate import EvalReport, Transform
+    import numpy as np
+
+    from restorecli.distributed import Session
+    from restorecli.engine.options import RunOptions
+    from restorecli.metrics import EvalReport, EvalSettings, Transform
     from restorecli.zoo.descriptor import ModelDescriptor
 
-_PRECISION = {"psnr": ".4f", "ssim": ".6f", "miou": ".4f", "niou": ".4f", "pd": ".4f"}
-_FA_SCALE = 1e6  # papers print FA in units of 1e-6
 _COUNTS = ("psnr_inf", "targets", "detected", "false_alarm_pixels", "pixels")
 
 
 def _cell(name: str, value: float) -> str:
+    """A value as the metric's table format says (:class:`restorecli.metrics.Metric` ``digits``)."""
+    from restorecli.metrics import METRICS
+
     if math.isnan(value):
         return "-"
     if math.isinf(value):
         return "inf"
-    if name == "fa":
-        return f"{value * _FA_SCALE:.3f}"
-    return format(value, _PRECISION.get(name, "g"))
+    metric = METRICS[name]
+    return format(value * metric.display_scale, metric.digits)
 
 
 def _header(name: str) -> str:
-    return "fa(x1e-6)" if name == "fa" else name
+    from restorecli.metrics import METRICS
+
+    return name + METRICS[name].display_unit
 
 
 def _print_table(report: EvalReport, per_image: bool) -> None:
-    from restorecli.metrics.evaluate import describe
+    from restorecli.metrics.settings import describe
 
     metrics = list(report.settings.metrics or ())
     typer.echo(f"restore eval: {report.count} pairs | {describe(report.convention)}")
@@ -80,7 +97,22 @@ def evaluate(
         str | None,
         typer.Option(
             "--metrics",
-            help="Comma list of psnr,ssim,miou,niou,pd,fa (default: miou,niou,pd,fa for mask GT, else psnr,ssim).",
+            help=(
+                "Comma list of psnr,ssim,ssim3d,ssim-skimage,miou,niou,pd,fa (default: miou,niou,pd,fa for "
+                "mask GT, else psnr,ssim). ssim3d: NAFNet's 3-D SSIM (11x11x11 Gaussian over height, width "
+                "and channel); ssim-skimage: scikit-image's default SSIM (7x7 uniform window)."
+            ),
+        ),
+    ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            help=(
+                "A paper's channel, crop and metrics: restormer-derain, restormer-gopro, restormer-sidd, restormer-dpdd, "
+                "nafnet-sidd, nafnet-gopro, nafnet-reds, denoise-rgb, denoise-gray, restorecli-val, "
+                "sr-x2, sr-x3, sr-x4. Not with --metrics, --y-channel, --round-y or --crop-border."
+            ),
         ),
     ] = None,
     y_channel: Annotated[
@@ -92,8 +124,9 @@ def evaluate(
         typer.Option("--round-y", help="Round Y to integers as MATLAB rgb2ycbcr does (Restormer deraining script)."),
     ] = False,
     crop_border: Annotated[
-        int, typer.Option("--crop-border", min=0, help="Pixels dropped at each edge before scoring.")
-    ] = 0,
+        int | None,
+        typer.Option("--crop-border", min=0, help="Pixels dropped at each edge before scoring.  [default: 0]"),
+    ] = None,
     data_range: Annotated[
         float | None, typer.Option("--data-range", help="Value of white. Default: from the bit depth (255 or 65535).")
     ] = None,
@@ -113,6 +146,14 @@ def evaluate(
     ] = 3.0,
     per_image: Annotated[bool, typer.Option("--per-image", help="Also print one row per image.")] = False,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write per-image rows to this CSV file.")] = None,
+    report_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write a visual report here (e.g. report/index.html; pictures go beside it): summary, "
+            "sortable per-image table, comparison slider, error maps, worst-region crops, mask overlays.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     workers: WorkersOption = 0,
     model: Annotated[
@@ -127,12 +168,18 @@ def evaluate(
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     tile: TileOption = None,
-    tile_overlap: TileOverlapOption = 32,
+    tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
+    tile_batch: TileBatchOption = None,
+    max_memory: MaxMemoryOption = None,
+    max_pixels: MaxPixelsOption = None,
+    follow_symlinks: FollowSymlinksOption = False,
+    quiet: QuietOption = False,
 ) -> None:
-    """Score predictions against ground truth: PSNR/SSIM as BasicSR, or mIoU/nIoU/PD/FA for masks."""
-    from restorecli.engine import distributed
+    """Score predictions against ground truth: PSNR/SSIM as BasicSR or a paper's protocol, or mIoU/nIoU/PD/FA for masks."""
+    from restorecli import distributed
     from restorecli.errors import RestoreError
-    from restorecli.metrics.evaluate import EvalSettings, check_save_dir, evaluate_paths, parse_metrics
+    from restorecli.images import check_output_file, check_output_folder
+    from restorecli.metrics.evaluate import check_save_dir, evaluate_paths
 
     if (model is None) != (input_path is None):
         raise typer.BadParameter("--model and --input go together.")
@@ -141,13 +188,27 @@ def evaluate(
         raise typer.BadParameter("Give either PRED or --model with --input.")
     if save is not None and model is None:
         raise typer.BadParameter("--save needs --model.")
+    if report_path is not None and model is not None and save is None:
+        raise typer.BadParameter("--report with --model needs --save (the restored images the page shows).")
+    preset = {"--metrics": metrics, "--y-channel": y_channel, "--round-y": round_y, "--crop-border": crop_border}
+    overridden = [flag for flag, value in preset.items() if value is not None and value is not False]  # 0 is given
+    if protocol is not None and overridden:
+        raise typer.BadParameter(f"--protocol sets channel, crop and metrics; leave out {', '.join(overridden)}.")
+
+    apply_input_policy(max_pixels, follow_symlinks)
 
     def settings() -> EvalSettings:
         if save is not None:
+            check_output_folder(save, "--save")
             check_save_dir(save, source, gt)
-        return EvalSettings(
-            metrics=parse_metrics(metrics) if metrics else None,
-            crop_border=crop_border,
+        if csv_path is not None:
+            check_output_file(csv_path, "--csv")
+        if report_path is not None:
+            check_output_file(report_path, "--report")
+        return _settings(
+            protocol,
+            metrics=metrics,
+            crop_border=crop_border or 0,
             y_channel=y_channel,
             round_y=round_y,
             data_range=data_range,
@@ -161,7 +222,22 @@ def evaluate(
         try:
             chosen = session.settle(settings)
             transform = (
-                None if model is None else _restoring(session, model, device, tile, tile_overlap, precision, save)
+                None
+                if model is None
+                else _restoring(
+                    session,
+                    model,
+                    device,
+                    run_options(
+                        device,
+                        tile=tile,
+                        tile_overlap=tile_overlap,
+                        tile_batch=tile_batch,
+                        precision=precision,
+                        max_memory=max_memory,
+                    ),
+                    save,
+                )
             )
             report = evaluate_paths(
                 source,
@@ -172,8 +248,8 @@ def evaluate(
                 csv_path=csv_path,
                 workers=workers,
                 transform=transform,
-                progress=sys.stderr.isatty(),
-                keep_scores=per_image,
+                progress=sys.stderr.isatty() and not quiet,
+                keep_scores=per_image or report_path is not None,
                 session=session,
             )
         except RestoreError as exc:
@@ -181,6 +257,8 @@ def evaluate(
         else:
             if session.is_main:
                 _print_report(report, as_json, per_image)
+                if report_path is not None:
+                    _write_page(report, report_path, model, save)
             scored = report.count + len(report.failures)
             failure = f"{len(report.failures)} of {scored} pairs could not be scored" if report.failures else None
         # Every rank exits 1 if any rank failed; rank 0 alone says why, inside the session.
@@ -189,25 +267,50 @@ def evaluate(
         raise ending
 
 
+def _settings(protocol: str | None, *, metrics: str | None, **others: object) -> EvalSettings:
+    """The evaluation settings: a protocol's preset, or the conventions given one by one."""
+    from restorecli.metrics import EvalSettings, parse_metrics
+
+    if protocol is not None:
+        fixed = ("crop_border", "y_channel", "round_y")
+        return EvalSettings.for_protocol(protocol, **{k: v for k, v in others.items() if k not in fixed})
+    return EvalSettings(metrics=parse_metrics(metrics) if metrics else None, **others)  # type: ignore[arg-type]
+
+
 def _restoring(
     session: Session,
     model: str,
     device: str,
-    tile: int | None,
-    tile_overlap: int,
-    precision: str,
+    options: RunOptions,
     save: Path | None,
 ) -> Transform:
-    """Load ``model`` on this rank's device (rank 0 first, see ``Session.in_stages``) and wrap it as a transform."""
-    from restorecli.api import load_model
-    from restorecli.engine.distributed import rank_device
-    from restorecli.metrics.evaluate import restoring_transform
+    """Load ``model`` on this rank's device (rank 0 first, see ``Session.in_stages``) and wrap it as a transform.
+
+    The transform restores each input as ``options`` says and, with ``save``, writes ``<stem>.png`` there.
+    """
+    from restorecli.api import load_model, restore_image
+    from restorecli.distributed import rank_device
+    from restorecli.images import write_array
 
     def load() -> ModelDescriptor:
         return load_model(model, device=rank_device(device, session.context))
 
     loaded = session.settle(lambda: session.in_stages(load))
-    return restoring_transform(loaded, tile=tile, tile_overlap=tile_overlap, precision=precision, save_dir=save)
+
+    def restore(source: Path, image: np.ndarray) -> np.ndarray:
+        restored = restore_image(loaded, image, options=options)
+        if save is not None:
+            write_array(save / f"{source.stem}.png", restored)
+        return restored
+
+    return restore
+
+
+def _write_page(report: EvalReport, page: Path, model: str | None, save: Path | None) -> None:
+    from restorecli.report.evaluation import write_eval_report
+
+    written = write_eval_report(report, page, restored=save, model_facts={"model": model} if model else None)
+    typer.echo(f"Report: {written}", err=True)
 
 
 def _print_report(report: EvalReport, as_json: bool, per_image: bool) -> None:

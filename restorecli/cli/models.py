@@ -36,6 +36,7 @@ def models(
                 "source": entry.url or "bundled",
                 "license": entry.license,
                 "score": card.measured_score() if card else entry.paper_score,
+                "protocol": entry.protocol or "-",
             }
         )
     if as_json:
@@ -44,10 +45,11 @@ def models(
     if not rows:
         typer.echo("No entries.")
         return
-    columns = ["name", "task", "arch", "config", "default", "local", "license", "score"]
+    columns = ["name", "task", "arch", "config", "default", "local", "license", "score", "protocol"]
     table = [[row[c] if c != "local" else ("yes" if row[c] != "-" else "-") for c in columns] for row in rows]
     typer.echo(format_table(columns, table))
     typer.echo("score: measured (model card) for restorecli-*, else as the paper reports it.")
+    typer.echo("protocol: how that score is measured; `restore eval --protocol NAME` applies it.")
     typer.echo(f"\nWeights are looked up in: {', '.join(str(d) for d in download.search_dirs())}")
 
 

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from restorecli.cli.common import DeviceOption, JsonOption, PrecisionOption, format_table, reports_errors
+from restorecli.cli.common import (
+    DeviceOption,
+    JsonOption,
+    PrecisionOption,
+    TileOverlapOption,
+    format_table,
+    reports_errors,
+    run_options,
+)
+from restorecli.engine.options import DEFAULT_TILE_OVERLAP
 
 if TYPE_CHECKING:
     from restorecli.profiling import ProfileReport, SizeResult
@@ -20,9 +29,7 @@ _TEXT_WIDTH = 100
 
 @reports_errors
 def profile(
-    arch: Annotated[
-        str | None, typer.Option("--arch", help="Architecture: restormer, nafnet or nafnet-local.")
-    ] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Architecture: restormer, nafnet or nafnet-local.")] = None,
     config: Annotated[
         str | None,
         typer.Option("--config", help="Named config of --arch (e.g. deraining, sidd-width32) or a JSON object."),
@@ -48,28 +55,37 @@ def profile(
         int | None,
         typer.Option("--tile", min=1, help="Run the engine's tiled inference with tiles of this many pixels."),
     ] = None,
-    tile_overlap: Annotated[
-        int, typer.Option("--tile-overlap", min=0, help="Pixels shared by neighbouring tiles (with --tile).")
-    ] = 32,
+    tile_overlap: TileOverlapOption = DEFAULT_TILE_OVERLAP,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed passes before timing.")] = 2,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed passes per size.")] = 10,
-    latency: Annotated[
-        bool, typer.Option("--latency/--no-latency", help="Time forward passes on --device.")
-    ] = True,
+    latency: Annotated[bool, typer.Option("--latency/--no-latency", help="Time forward passes on --device.")] = True,
     memory: Annotated[
         bool,
         typer.Option("--memory/--no-memory", help="Measure peak memory (CUDA allocator; CPU: a fresh process)."),
     ] = True,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Also draw latency and peak memory against image size, and MACs per module, into this "
+            "PNG/PDF/SVG (needs restorecli[plot]).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Profile a network: parameters, MACs/FLOPs per module, latency, throughput and peak memory.
 
     No weights are needed. Examples: `restore profile --arch restormer --config deraining`,
-    `restore profile --arch nafnet --config sidd-width32 --sizes 128,256,512,1024 --no-memory`.
+    `restore profile --arch nafnet --config sidd-width32 --sizes 128,256,512,1024 --plot nafnet.png`.
     """
     from restorecli import profiling
+    from restorecli.profiling import plot as plotting
+
+    if plot is not None:  # before any work: a missing extra or a bad path is not worth a long profile
+        plotting.require_matplotlib()
+        plotting.check_plot_path(plot)
 
     target = profiling.resolve_target(arch=arch, config=config, model=model, weights=weights)
     report = profiling.profile(
@@ -79,45 +95,65 @@ def profile(
         batch=batch,
         depth=depth,
         device=device,
-        precision=precision,  # type: ignore[arg-type]  # validated by the library (ConfigError)
-        tile=tile,
-        tile_overlap=tile_overlap,
+        options=run_options(
+            device, tile=tile, tile_overlap=tile_overlap, tile_batch=None, precision=precision, max_memory=None
+        ),
         warmup=warmup,
         repeats=repeats,
         latency=latency,
         memory=memory,
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report, top))
+    if plot is not None:
+        plotting.plot_profile(report, plot)
 
 
 def format_report(report: ProfileReport, top: int) -> str:
-    """The human-readable profile: summary, per-module breakdown, runtime per size, convention."""
+    """The human-readable profile: summary, the three MAC counts, breakdown, runtime per size, convention."""
     params = report.parameters
-    shape = "x".join(map(str, report.macs.input_shape))
-    operators = ", ".join(f"{name} {_si(count)}" for name, count in report.macs.by_operator.items())
+    official = report.macs.official
+    shape = "x".join(map(str, official.input_shape))
+    operators = ", ".join(f"{name} {_si(count)}" for name, count in official.by_operator.items())
     lines = [
         f"Model       {report.model}  [{report.arch}]  weights: {report.weights or 'random init'}",
         (
             f"Parameters  {params.total:,} ({params.total / 1e6:.2f} M), trainable {params.trainable:,}; "
             f"weights {_bytes(report.weights_bytes)}"
         ),
-        f"Compute     {_si(report.macs.total)}MACs = {_si(report.macs.flops)}FLOPs at input {shape}"
+        f"Compute     {_si(official.total)}MACs = {_si(official.flops)}FLOPs at input {shape}, official formulation"
         + (f" ({operators})" if operators else ""),
         "",
-        f"Per module, depth {report.depth}, most MACs first:",
+        f"MACs at input {shape}, three ways:",
+        _counts_table(report),
+        "",
+        f"Per module, depth {report.depth}, official formulation, most MACs first:",
         _breakdown_table(report, top),
     ]
     if report.device is not None:
-        first = report.sizes[0].latency
+        first = next((size.latency for size in report.sizes if size.latency), None)
         passes = f", {first.warmup} warm-up + {first.repeats} timed passes" if first else ""
-        tiling = f", tiles of {report.tile} px (overlap {report.tile_overlap})" if report.tile else ""
+        tiling = f", tiles of {report.tile} px (overlap {report.overlap})" if report.tile else ""
         lines += ["", f"Runtime on {report.device}, {report.precision}, batch {report.batch}{tiling}{passes}:"]
         lines.append(_sizes_table(report.sizes))
     elif len(report.sizes) > 1:
-        lines += ["", "MACs per size:", _sizes_table(report.sizes)]
+        lines += ["", "MACs per size (official formulation):", _sizes_table(report.sizes)]
     lines += ["", _wrap(f"Convention: {report.convention}")]
     lines += [_wrap(f"Note: {note}") for note in report.notes]
     return "\n".join(lines)
+
+
+def _counts_table(report: ProfileReport) -> str:
+    """Official, paper-convention and restorecli counts side by side; the description column left-aligned."""
+    from restorecli.profiling import COUNT_KINDS
+
+    totals = report.macs.totals()
+    rows = [[label, _si(totals[kind]), _si(2 * totals[kind])] for kind, label, _ in COUNT_KINDS]
+    table = format_table(["count", "MACs", "FLOPs"], rows, right_from=1).splitlines()
+    width = max(len(line) for line in table)
+    descriptions = [what for _, _, what in COUNT_KINDS]
+    descriptions[0] += " (headline)"
+    texts = ["what it counts", "-" * max(map(len, descriptions)), *descriptions]
+    return "\n".join(f"{line.ljust(width)}  {text}" for line, text in zip(table, texts, strict=True))
 
 
 def _wrap(text: str) -> str:

@@ -73,7 +73,8 @@ class DatasetIndex:
 
 
 def _has_images(folder: Path) -> bool:
-    return any(not p.name.startswith(".") for p in list_images(folder))
+    # A probe, not a read: links are judged (and reported once) when the folder is indexed.
+    return any(not p.name.startswith(".") for p in list_images(folder, follow_symlinks=True))
 
 
 def resolve_folders(root: Path, dirs: Sequence[str] | None = None) -> tuple[str, ...]:

@@ -2,6 +2,6 @@
 
 Everything here reads a model's constraints from its :class:`~restorecli.zoo.descriptor.ModelDescriptor`.
 Import from the submodules (``restorecli.engine.runner``, ``.batch``, ``.device``...): this package
-imports none of them, so a torch-free one such as :mod:`restorecli.engine.distributed`, which a plain
-``restore eval`` uses, does not load torch.
+imports none of them, so importing one loads only what it needs. The torchrun session that the engine
+and the metrics share lives one level down, in :mod:`restorecli.distributed`.
 """

@@ -1,10 +1,12 @@
-"""Restore a list of image files into an output folder: the library side of ``restore derain|deblur|denoise``.
+"""Restore image and video files into an output folder: the library side of ``restore derain|deblur|denoise|upscale``.
 
 A small thread pool overlaps decoding the next images and encoding/writing the previous ones with
 the model's compute (OpenCV and PyTorch release the GIL), so the device is not idle during I/O.
-Outputs keep their file names and are written atomically; a file that cannot be read, restored or
-written is reported on one line and the rest go on. Under torchrun each process restores its share of
-the files (:mod:`restorecli.engine.distributed`) and every process ends with the whole job's report.
+Videos follow the images, one at a time, frames batched per call (:mod:`restorecli.video`).
+Outputs are named by :class:`~restorecli.engine.files.OutputOptions` (by default the input's name) and
+written atomically; a file that cannot be read, restored or written is reported on one line and the
+rest go on. Under torchrun each process restores its share of
+the files (:mod:`restorecli.distributed`) and every process ends with the whole job's report.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from restorecli.engine.distributed import JobProgress, Session, rank_device
-from restorecli.engine.runner import DEFAULT_TILE_OVERLAP, check_options, restore_array
-from restorecli.errors import DatasetError, ImageWriteError, RestoreError
-from restorecli.images import list_images, read_array, write_array
+from restorecli.distributed import JobProgress, Session, rank_device
+from restorecli.engine.files import InputFiles, find_inputs, output_paths
+from restorecli.engine.options import OutputOptions, RunOptions
+from restorecli.engine.runner import MAX_AUTO_TILE_BATCH, check_options, restore_array, restore_tensor
+from restorecli.errors import MissingDependencyError, RestoreError, display_path
+from restorecli.images import convert_for_format, from_tensor, read_array, to_tensor, write_array
+from restorecli.video import FrameRestorer, VideoOptions, check_encoder, import_av, is_video, probe, restore_video
 from restorecli.zoo.descriptor import ModelDescriptor
 
 logger = logging.getLogger("restorecli.engine")
@@ -37,11 +43,14 @@ class BatchReport:
     """What :func:`restore_files` did.
 
     Attributes:
-        succeeded: images restored and written.
-        skipped: images left alone because their output existed (``skip_existing``).
-        failures: ``(input file, reason)`` for each image that could not be read, restored or written.
-        outputs: the files written, in input order (under torchrun: the files this rank wrote).
+        succeeded: files (images and videos) restored and written.
+        skipped: files left alone because their output existed (``skip_existing``).
+        failures: ``(input file, reason)`` for each file that could not be read, restored or written.
+        outputs: the files written, images in input order, then videos (under torchrun: the files this
+            rank wrote).
         seconds: wall-clock time of the whole run (under torchrun: of the slowest rank).
+        videos: how many of ``succeeded`` are videos.
+        frames: video frames restored and written.
     """
 
     succeeded: int = 0
@@ -49,118 +58,107 @@ class BatchReport:
     failures: list[tuple[Path, str]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    videos: int = 0
+    frames: int = 0
 
     @property
     def failed(self) -> int:
-        """Number of images that failed."""
+        """Number of files that failed."""
         return len(self.failures)
 
-
-def output_paths(inputs: Sequence[Path], output_dir: Path) -> list[Path]:
-    """Where each input's result goes (same file name in ``output_dir``), after checking it is safe.
-
-    Raises:
-        DatasetError: there are no inputs.
-        ImageWriteError: ``output_dir`` is a file, is the folder of an input (outputs would overwrite
-            or mix with inputs), or two inputs share a file name.
-    """
-    if not inputs:
-        raise DatasetError("Expected at least one input image, but got none")
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ImageWriteError(f"Expected an output folder, but got a file ({output_dir})")
-    target = output_dir.resolve()
-    seen: dict[str, Path] = {}
-    for path in map(Path, inputs):
-        # The input's folder, and the folder of the file it links to: neither may receive outputs.
-        if target in (path.absolute().parent.resolve(), path.resolve().parent):
-            raise ImageWriteError(
-                f"Expected an output folder other than the input folder, but got {output_dir} (holds {path.name})"
-            )
-        if path.name in seen:
-            raise ImageWriteError(
-                f"Expected distinct input file names, but {seen[path.name]} and {path} would both write {path.name}"
-            )
-        seen[path.name] = path
-    return [output_dir / path.name for path in inputs]
+    def fail(self, source: Path, error: RestoreError, label: str = "") -> None:
+        """Count ``source`` as failed and say why on one line (``label``: the rank, under torchrun)."""
+        logger.warning("%sSkipped %s: %s", label, display_path(source), error)
+        self.failures.append((source, str(error)))
 
 
 def restore_files(
     descriptor: ModelDescriptor,
     inputs: Sequence[Path],
     output_dir: Path,
+    options: RunOptions | None = None,
     *,
-    tile: int | None = None,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
-    precision: str = "fp32",
-    tile_batch: int | None = None,
-    channels_last: bool | None = None,
-    fallback: bool = True,
+    naming: OutputOptions | None = None,
+    video: VideoOptions | None = None,
+    root: Path | None = None,
     skip_existing: bool = False,
     progress: bool = True,
     io_threads: int = 2,
     session: Session | None = None,
 ) -> BatchReport:
-    """Restore each input image into ``output_dir`` under the same file name.
+    """Restore each input image and video into ``output_dir``, by default under the same file name.
 
     Under torchrun (a distributed ``session``) every rank passes the same ``inputs``, restores its share
-    (:meth:`~restorecli.engine.distributed.Session.shard`) and returns the whole job's counts and
+    (:meth:`~restorecli.distributed.Session.shard`) and returns the whole job's counts and
     failures; the output checks run on the full list, so all ranks accept or refuse the job together.
 
     Args:
         descriptor: the loaded model.
-        inputs: image files (e.g. from :func:`restorecli.images.list_images`).
+        inputs: image and video files (by suffix, :func:`~restorecli.video.is_video`), e.g. from
+            :func:`~restorecli.engine.files.find_inputs`.
         output_dir: created if missing; must not be the folder of any input.
-        tile, tile_overlap, precision, tile_batch, channels_last, fallback: as in
-            :func:`~restorecli.engine.runner.restore_tensor`.
+        options: how each image and frame runs, as in :func:`~restorecli.engine.runner.restore_tensor`.
+        naming: output names, image format and JPEG quality (default: each input's name and format).
+        video: encoder, quality and frames per call of videos (default: the container's encoder;
+            frames per call: as many as the engine batches tiles on the model's device).
+        root: a folder holding every input, whose tree is mirrored under ``output_dir`` (default: all
+            outputs directly in ``output_dir``).
         skip_existing: leave inputs whose output file exists (resume an interrupted run).
-        progress: show a tqdm bar (failure and device warnings print above it).
+        progress: show tqdm bars, one in images and one in video frames (failure and device warnings
+            print above them).
         io_threads: threads that read ahead and write behind while the model runs; 0 does all I/O
             in turn with compute.
         session: this process's part in a torchrun job (default: a single process). A collective step:
             every rank must call it.
 
     Raises:
-        DatasetError, ImageWriteError: before any work, see :func:`output_paths`.
-        ConfigError: invalid tile options or precision, before any work (see
+        DatasetError, ImageWriteError: before any work, see :func:`~restorecli.engine.files.output_paths`.
+        ConfigError: invalid tile options, precision or video encoder options, before any work (see
             :func:`~restorecli.engine.runner.check_options`).
     """
     session = session or Session()
+    run_options = options or RunOptions()
+    naming = naming or OutputOptions()
+    video = video or VideoOptions()
+    if video.batch is None:
+        video = replace(video, batch=MAX_AUTO_TILE_BATCH.get(descriptor.device.type, 1))
 
     def check() -> list[Path]:
-        destinations = output_paths(inputs, output_dir)
-        check_options(descriptor, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=tile_batch)
+        destinations = output_paths(inputs, output_dir, naming, root=root)
+        check_options(descriptor, run_options)
+        for suffix in {destination.suffix for destination in destinations if is_video(destination)}:
+            check_encoder(video, suffix)
         return destinations
 
     destinations = session.settle(check)
+    pairs = list(zip(inputs, destinations, strict=True))
+    images = [(src, dst) for src, dst in pairs if not is_video(src)]
+    videos = [(src, dst) for src, dst in pairs if is_video(src)]
 
     def restore(array: np.ndarray) -> np.ndarray:
-        return restore_array(
-            descriptor,
-            array,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            precision=precision,
-            tile_batch=tile_batch,
-            channels_last=channels_last,
-            fallback=fallback,
-        )
+        return restore_array(descriptor, array, run_options)
+
+    def write(path: Path, array: np.ndarray) -> None:
+        write_array(path, convert_for_format(array, path.suffix), jpeg_quality=naming.jpeg_quality)
 
     def restore_share() -> BatchReport:
         started = time.perf_counter()
         report = BatchReport()
-        share = session.shard(list(zip(inputs, destinations, strict=True)))
-        jobs = [(src, dst) for src, dst in share if not (skip_existing and dst.exists())]
-        report.skipped = len(share) - len(jobs)
         with contextlib.ExitStack() as stack:
-            bar = stack.enter_context(session.progress(len(inputs), enabled=progress, unit="img"))
-            bar.update(report.skipped)
             if progress and session.is_main:
                 stack.enter_context(logging_redirect_tqdm(loggers=[logger]))
-            pool = ThreadPoolExecutor(io_threads, thread_name_prefix="restorecli-io") if io_threads > 0 else None
-            if pool is not None:
-                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-            _Pipeline(pool, io_threads, restore, report, bar, session.label).run(jobs)
+            share = session.shard(images)
+            jobs = _unfinished(share, skip_existing, report)
+            with session.progress(len(images), enabled=progress and bool(images), unit="img") as bar:
+                bar.update(len(share) - len(jobs))
+                with contextlib.ExitStack() as threads:
+                    pool = ThreadPoolExecutor(io_threads, thread_name_prefix="restorecli-io") if io_threads else None
+                    if pool is not None:
+                        threads.callback(pool.shutdown, wait=True, cancel_futures=True)
+                    _Pipeline(pool, io_threads, restore, write, report, bar, session.label).run(jobs)
+            _restore_videos(
+                session, videos, _frame_restorer(descriptor, run_options), video, report, skip_existing, progress
+            )
         report.seconds = time.perf_counter() - started
         return report
 
@@ -179,7 +177,88 @@ def _whole_job(reports: list[BatchReport], outputs: list[Path], inputs: Sequence
         failures=sorted((failure for report in reports for failure in report.failures), key=lambda f: position[f[0]]),
         outputs=outputs,
         seconds=max(report.seconds for report in reports),
+        videos=sum(report.videos for report in reports),
+        frames=sum(report.frames for report in reports),
     )
+
+
+def _unfinished(jobs: list[tuple[Path, Path]], skip_existing: bool, report: BatchReport) -> list[tuple[Path, Path]]:
+    """The jobs still to do; those whose output exists are counted as skipped when ``skip_existing``."""
+    left = [(src, dst) for src, dst in jobs if not (skip_existing and dst.exists())]
+    report.skipped += len(jobs) - len(left)
+    return left
+
+
+def _frame_restorer(descriptor: ModelDescriptor, options: RunOptions) -> FrameRestorer:
+    """Video frames through the engine: a batch of RGB frames in one call where :func:`restore_array` would
+    treat each frame alike (a 3-channel model, no grey frame), else frame by frame through it."""
+
+    def restore_frames(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        alone = len(frames) == 1 or descriptor.in_channels != 3
+        if alone or any(bool((frame[..., 1:] == frame[..., :1]).all()) for frame in frames):
+            return [restore_array(descriptor, frame, options) for frame in frames]
+        restored = restore_tensor(descriptor, torch.cat([to_tensor(frame) for frame in frames]), options)
+        return [from_tensor(output, np.dtype(np.uint8)) for output in restored]
+
+    return restore_frames
+
+
+def _restore_videos(
+    session: Session,
+    videos: list[tuple[Path, Path]],
+    restore_frames: FrameRestorer,
+    options: VideoOptions,
+    report: BatchReport,
+    skip_existing: bool,
+    progress: bool,
+) -> None:
+    """Restore this rank's share of ``videos`` one after another, under one bar counting frames.
+
+    Without PyAV every video fails with one line naming the extra to install; the images are done by
+    then. (PyAV is missing on every rank alike, so no rank is left waiting in the bar's collective step.)
+    """
+    if not videos:
+        return
+    share = session.shard(videos)
+    try:
+        import_av()
+    except MissingDependencyError as exc:
+        if share:
+            names = ", ".join(display_path(src.name) for src, _ in share)
+            logger.warning("%sSkipped %d video(s) (%s): %s", session.label, len(share), names, exc)
+        report.failures.extend((src, str(exc)) for src, _ in share)
+        return
+    frames = {src: _frame_count(src) for src, _ in videos}
+    total = sum(frames.values()) if all(frames.values()) else None
+    with session.progress(total, enabled=progress, unit="frame") as bar:
+        jobs = _unfinished(share, skip_existing, report)
+        bar.update(sum(frames[src] for src, _ in share) - sum(frames[src] for src, _ in jobs))
+        for src, dst in jobs:
+            done = 0
+
+            def advance(count: int) -> None:
+                nonlocal done
+                done += count
+                bar.update(count)
+
+            try:
+                count = restore_video(src, dst, restore_frames, options, advance)
+            except RestoreError as exc:
+                report.fail(src, exc, session.label)
+                bar.update(max(frames[src] - done, 0))
+                continue
+            report.succeeded += 1
+            report.videos += 1
+            report.frames += count
+            report.outputs.append(dst)
+
+
+def _frame_count(path: Path) -> int:
+    """Frames the header announces (0: unknown, or unreadable: restoring it will say why)."""
+    try:
+        return probe(path).frames
+    except RestoreError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -189,24 +268,28 @@ class JobReport:
     Attributes:
         model: the model's name.
         devices: each rank's device, in rank order (one entry in a single process).
-        total: input images in the whole job.
+        total: input images and videos in the whole job.
         batch: counts and failures of the whole job (``outputs``: the files this rank wrote).
+        inputs: what the input held, including the files and sub-folders that were not restored.
     """
 
     model: str
     devices: tuple[str, ...]
     total: int
     batch: BatchReport
+    inputs: InputFiles
 
 
 def restore_job(
     load: Callable[[str], ModelDescriptor],
     input_path: Path,
     output_dir: Path,
+    options: RunOptions | None = None,
     *,
     device: str = "auto",
     session: Session | None = None,
-    **options: Any,
+    recursive: bool = False,
+    **batch: Any,
 ) -> JobReport:
     """List ``input_path``, load the model and :func:`restore_files` into ``output_dir``, on one rank or many.
 
@@ -216,18 +299,22 @@ def restore_job(
 
     Args:
         load: turns a device string into the loaded model (e.g. a call of ``restorecli.load_model``).
-        input_path: an image file or a folder of images.
-        output_dir: as in :func:`restore_files`.
-        device: the device request, mapped per rank by :func:`~restorecli.engine.distributed.rank_device`.
+        input_path: an image or video file, or a folder of them (see :func:`~restorecli.engine.files.find_inputs`).
+        output_dir: as in :func:`restore_files`; never searched for inputs, also when it lies inside
+            ``input_path``.
+        device: the device request, mapped per rank by :func:`~restorecli.distributed.rank_device`.
         session: this process's part in a torchrun job (default: a single process).
-        options: keyword options of :func:`restore_files` (tile, precision, skip_existing, progress...).
+        options: how each image runs (see :func:`~restorecli.engine.runner.restore_tensor`).
+        recursive: restore the files of sub-folders too, mirroring the tree under ``output_dir``.
+        batch: keyword options of :func:`restore_files` (naming, video, skip_existing, progress, io_threads).
     """
     session = session or Session()
-    inputs = session.settle(lambda: list_images(input_path))
+    found = session.settle(lambda: find_inputs(input_path, recursive=recursive, exclude=output_dir))
+    inputs = found.restorable
     descriptor = session.settle(lambda: session.in_stages(lambda: load(rank_device(device, session.context))))
-    batch = restore_files(descriptor, inputs, output_dir, session=session, **options)
+    report = restore_files(descriptor, inputs, output_dir, options, root=found.root, session=session, **batch)
     devices = tuple(session.all_gather(str(descriptor.device)))
-    return JobReport(model=descriptor.name, devices=devices, total=len(inputs), batch=batch)
+    return JobReport(model=descriptor.name, devices=devices, total=len(inputs), batch=report, inputs=found)
 
 
 class _Pipeline:
@@ -242,6 +329,7 @@ class _Pipeline:
         pool: ThreadPoolExecutor | None,
         depth: int,
         restore: Callable[[np.ndarray], np.ndarray],
+        write: Callable[[Path, np.ndarray], None],
         report: BatchReport,
         bar: JobProgress,
         label: str,
@@ -249,6 +337,7 @@ class _Pipeline:
         self.pool = pool
         self.depth = depth
         self.restore = restore
+        self.write = write
         self.report = report
         self.bar = bar
         self.label = label
@@ -263,7 +352,7 @@ class _Pipeline:
             if ok:
                 ok, restored = self._outcome(src, _run_now(self.restore, array))
             if ok:
-                self.writes.append((src, dst, self._submit(write_array, dst, restored)))
+                self.writes.append((src, dst, self._submit(self.write, dst, restored)))
             self._finish_writes(keep=self.depth)
         self._finish_writes(keep=0)
 
@@ -284,8 +373,7 @@ class _Pipeline:
         try:
             return True, future.result()
         except RestoreError as exc:
-            logger.warning("%sSkipped %s: %s", self.label, src, exc)
-            self.report.failures.append((src, str(exc)))
+            self.report.fail(src, exc, self.label)
             self.bar.update(1)
             return False, None
 

@@ -1,21 +1,33 @@
 """Device choice, fallback order, failure classification and precision support.
 
 ``auto`` prefers CUDA, then Apple MPS, then the CPU. An explicit request for a device that is not
-available is an error (never a silent substitute); falling back at run time is the runner's job and
-uses :func:`fallback_chain` and the two classifiers below.
+available is an error (never a silent substitute); falling back at run time is the runner's job,
+allowed by :func:`may_fall_back` (``auto`` only, announced), and uses :func:`fallback_chain` and the
+two classifiers below.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal, get_args
 
 import torch
 
+from restorecli.engine.options import PRECISIONS, Precision
 from restorecli.errors import ConfigError, DeviceError
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)
+__all__ = [
+    "PRECISIONS",
+    "PRECISION_DTYPES",
+    "Precision",
+    "fallback_chain",
+    "is_out_of_memory",
+    "is_unsupported_operator",
+    "may_fall_back",
+    "precision_dtype",
+    "resolve_device",
+    "supported_precisions",
+]
+
 PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
@@ -63,6 +75,15 @@ def resolve_device(request: str = "auto") -> torch.device:
     if int(index) >= count:
         raise DeviceError(f"Expected a CUDA device index below {count}, but got {index} ({request})")
     return torch.device("cuda", int(index))
+
+
+def may_fall_back(request: str) -> bool:
+    """The one fallback policy: only a device chosen by ``auto`` may be replaced at run time.
+
+    A device the user named (``cuda``, ``cuda:1``, ``mps``, ``cpu``) is what they asked for: when it
+    fails, the run stops with a DeviceError rather than quietly finishing somewhere else.
+    """
+    return request.strip().lower() == "auto"
 
 
 def fallback_chain(device: torch.device) -> list[torch.device]:

@@ -1,19 +1,38 @@
 """Run a restoration model on a tensor or an image array: padding, tiling, precision, recovery.
 
+Every entry point takes one :class:`~restorecli.engine.options.RunOptions` record, built once by the
+CLI or the API.
+
 Memory. The full image, its padded copy and the blended result stay where the input lives
 (normally the CPU); only one batch of tiles at a time goes to the model's device, so device memory
-is bounded by ``tile_batch`` tiles, not by the image. With ``tile=None`` the tile is chosen from a
-per-pixel memory estimate and the device's free memory: the whole image when it fits (on the
-CPU, when it fits a fixed working budget: tiles are faster per pixel there and keep memory flat).
+is bounded by the tile batch, not by the image. With ``tile=None`` the image runs whole when a
+per-pixel estimate of its forward pass fits a share of the device's free memory (or
+``max_memory``), and is tiled otherwise, announced for models with global operators, whose output
+then changes. Only local models, whose tiled output equals the untiled one, are also kept within
+:data:`LOCAL_CPU_BUDGET` on the CPU, where moderate tiles keep memory flat at no cost in output.
+Models that support streaming (Restormer, NAFNet: :mod:`restorecli.archs.streaming`) are not tiled
+automatically: every block runs over horizontal strips of the whole image, sized to the same budget,
+and the output equals the whole-image forward; tiles remain for them only when not even the
+smallest strip fits, or when ``tile`` is given.
+
+Scale. A super-resolution model (``descriptor.scale > 1``) returns images ``scale`` times larger:
+tiles are planned on the input and blended in output coordinates (the overlap scaled alike, see
+:mod:`restorecli.engine.tiling`), and the result is cropped to ``scale`` times the input size. Inputs
+are padded to the model's size rule (multiple, minimum side, square: :func:`padded_size`), with the
+descriptor's padding mode.
+
+Precision. A half-precision (fp16/bf16) batch of tiles whose output holds NaN or Inf (an overflow)
+is run again in fp32, announced once per model.
 
 Recovery. When the device runs out of memory the same image is retried with fewer tiles per batch,
 then with tiles half as large (down to :func:`~restorecli.engine.tiling.minimum_tile`); when even
 that fails, or the device lacks an operator (MPS), the model moves to the next device of
-:func:`~restorecli.engine.device.fallback_chain` and ``descriptor.device`` is updated, so later
-calls start there. Each recovery is announced with one ``logging`` WARNING on the
-``restorecli.engine`` logger (printed to stderr by Python's last-resort handler when the
-application configures no logging). Logging rather than ``warnings.warn`` so the message is one
-clean line in the CLI and can sit above a progress bar.
+:func:`~restorecli.engine.device.fallback_chain` if the options allow it (by default: only a device
+chosen by ``auto``, see :func:`~restorecli.engine.device.may_fall_back`), so later calls start
+there. Each recovery is announced with one ``logging`` WARNING on the ``restorecli.engine`` logger
+(printed to stderr by Python's last-resort handler when the application configures no logging).
+Logging rather than ``warnings.warn`` so the message is one clean line in the CLI and can sit above
+a progress bar.
 """
 
 from __future__ import annotations
@@ -23,15 +42,22 @@ import logging
 import math
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from restorecli.archs.streaming import (
+    largest_strip_height,
+    minimum_strip_height,
+    streamed_forward,
+    supports_streaming,
+)
 from restorecli.engine.allocator import keep_freed_memory
 from restorecli.engine.device import (
     PRECISION_DTYPES,
@@ -41,7 +67,8 @@ from restorecli.engine.device import (
     precision_dtype,
     supported_precisions,
 )
-from restorecli.engine.padding import crop, pad_to_multiple, round_up
+from restorecli.engine.options import RunOptions
+from restorecli.engine.padding import crop, pad_to, padded_size, round_up
 from restorecli.engine.tiling import Tile, merge_tiles, minimum_tile, plan_tiles, validate_tile
 from restorecli.errors import ConfigError, DeviceError, ImageReadError
 from restorecli.images import from_tensor, merge_alpha, split_alpha, to_tensor
@@ -49,47 +76,34 @@ from restorecli.zoo.descriptor import ModelDescriptor
 
 logger = logging.getLogger("restorecli.engine")
 
-DEFAULT_TILE_OVERLAP = 32
 # Most tiles per forward pass when tile_batch is None. On the CPU batching measured no faster
 # (bench/bench_inference.py) while multiplying memory, so it stays at one there.
 MAX_AUTO_TILE_BATCH = {"cpu": 1, "cuda": 8, "mps": 8}
 # Share of the device's free memory one batch of tiles may use; the CPU also holds the images.
 _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.8, "mps": 0.8}
 _UNKNOWN_CPU_MEMORY = 4 << 30
-# Most estimated work memory for one batch of tiles on the CPU, free memory permitting: tiles
-# larger than this gain little speed per pixel, and memory grows with them. Measured whole-process
-# peaks (bench/bench_performance.py): Restormer 1024x1024 in 3 x 3 tiles of 368 px 2,114 MiB,
-# NAFNet-w32 1,210 MiB.
-CPU_WORK_BUDGET = 2 << 30
-_CONVOLUTIONS = frozenset(
-    {F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
-)
-# Peak memory of a forward pass in units of its widest convolution output: measured on the CPU
-# (whole-process peak less the idle process) about 12x for Restormer (widest: a GDFN half) and for
-# NAFNet (widest: the 2c-channel map before its gate; skips and gates stay alive).
-_ACTIVATION_FACTOR = 12
+# Most estimated work memory for a local model on the CPU: its tiles are exact, and larger ones
+# gain little speed per pixel while memory grows with them (bench/bench_performance.py). Models with
+# global operators get no such cap: tiling would change their output.
+LOCAL_CPU_BUDGET = 2 << 30
+# Pixels per strip when a model streams (restorecli.archs.streaming), 64 rows of a 1024-pixel-wide
+# image: the halo rows cost little at that size, and larger strips only add memory (12 MP, 4000 px
+# wide: 16 rows). Fewer rows when the memory budget allows fewer.
+STREAM_STRIP_PIXELS = 64 * 1024
+_CONVOLUTIONS = frozenset({F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d})
+# Peak memory of a forward pass in units of its widest convolution output (skips, gates and attention
+# intermediates stay alive beside the widest map), calibrated on the CPU against measured peaks of
+# untiled runs of Restormer and NAFNet: bench/bench_memory_estimate.py, bench/results/memory-estimate.txt.
+_ACTIVATION_FACTOR = 8
 _PROBE_SIDE = 32
 _bytes_per_pixel_cache: weakref.WeakKeyDictionary[nn.Module, dict[str, float]] = weakref.WeakKeyDictionary()
 
 _warned_tiling: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_warned_non_finite: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 class _DeviceFailed(Exception):
     """The current device cannot run this model on this image; ``reason`` says why."""
-
-
-@dataclass(frozen=True)
-class _RunOptions:
-    """What one restore call asks of every attempt: requested tiling, autocast dtype, memory format.
-
-    ``tile``/``tile_batch`` None: sized to the device's free memory per attempt.
-    """
-
-    tile: int | None
-    overlap: int
-    tile_batch: int | None
-    dtype: torch.dtype
-    channels_last: bool
 
 
 @dataclass(frozen=True)
@@ -135,7 +149,7 @@ def cpu_available_memory() -> int:
 def estimate_bytes_per_pixel(descriptor: ModelDescriptor) -> float:
     """Peak activation bytes per input pixel of one forward pass, from a small probe (cached per module).
 
-    Runs the model in fp32 on a ``32 x 32`` (rounded up to the padding multiple) input, watching the
+    Runs the model in fp32 on a ``32 x 32`` (grown to the model's size rule) input, watching the
     output of every convolution, a module layer or a functional call through its weights (the maps
     are born in convolutions; weight-sized tensors must not count), and takes
     :data:`_ACTIVATION_FACTOR` times the widest one per pixel. Coarse by design: the estimate only
@@ -147,7 +161,7 @@ def estimate_bytes_per_pixel(descriptor: ModelDescriptor) -> float:
     key = str(descriptor.device)
     cached = _bytes_per_pixel_cache.setdefault(descriptor.module, {})
     if key not in cached:
-        side = round_up(_PROBE_SIDE, descriptor.pad_multiple)
+        side = round_up(max(_PROBE_SIDE, descriptor.min_size), descriptor.pad_multiple)
         probe = torch.zeros(1, descriptor.in_channels, side, side).to(descriptor.device)
         with torch.inference_mode(), _WidestConvolution() as watcher:
             descriptor.module(probe)
@@ -185,32 +199,50 @@ def _release_cached_memory(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
-def _choose_tiling(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: _RunOptions) -> _Tiling:
-    """Explicit choices win; what is left is sized so one batch of tiles fits the device's free memory."""
+def memory_budget(descriptor: ModelDescriptor, options: RunOptions) -> int:
+    """Bytes one batch of tiles may use: a share of the free memory, within ``options.max_memory``.
+
+    A local model on the CPU also stays within :data:`LOCAL_CPU_BUDGET` (its tiles are exact); a
+    model with global operators gets the whole share, so it runs untiled whenever the image fits.
+    """
+    budget = available_memory(descriptor.device)
+    if options.max_memory is not None:
+        budget = min(budget, options.max_memory)
+    if descriptor.local and descriptor.device.type == "cpu":
+        budget = min(budget, LOCAL_CPU_BUDGET)
+    return budget
+
+
+def _choose_tiling(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: RunOptions) -> _Tiling:
+    """Explicit choices win; what is left is sized so one batch of tiles fits :func:`memory_budget`."""
     height, width = padded_shape[-2:]
     multiple, overlap = descriptor.pad_multiple, options.overlap
     tile, tile_batch = options.tile, options.tile_batch
     if tile is not None and tile_batch is not None:
         return _Tiling(tile, tile_batch)
-    budget = available_memory(descriptor.device)
-    if descriptor.device.type == "cpu":
-        budget = min(budget, CPU_WORK_BUDGET)
+    budget = memory_budget(descriptor, options)
     per_pixel = estimate_bytes_per_pixel(descriptor)
     if tile is None:
         tile = max(height, width)
         if height * width * per_pixel > budget:
             fitting = int(math.sqrt(budget / per_pixel)) // multiple * multiple
-            tile = max(fitting, minimum_tile(overlap, multiple))
+            tile = max(fitting, minimum_tile(overlap, multiple, descriptor.min_size))
             # A local model's tiled output equals its untiled one; say so otherwise (once per model).
-            if not descriptor.local and descriptor.module not in _warned_tiling:
-                _warned_tiling.add(descriptor.module)
+            if not descriptor.local and _first_time(_warned_tiling, descriptor.module):
                 logger.warning(
-                    "%dx%d exceeds the %s memory budget: tiling at %d px; %s's global operators then see each "
-                    "tile rather than the whole image (a larger --tile trades memory for that context)",
-                    height, width, descriptor.device, tile, descriptor.name,
+                    "%dx%d needs about %s but %s allows %s: tiling at %d px; %s's global operators then see "
+                    "each tile rather than the whole image (a larger --tile or --max-memory trades memory for "
+                    "that context)",
+                    height,
+                    width,
+                    _gib(height * width * per_pixel),
+                    descriptor.device,
+                    _gib(budget),
+                    tile,
+                    descriptor.name,
                 )
     if tile_batch is None:
-        tiles = padded_shape[0] * len(plan_tiles(height, width, tile, overlap, multiple))
+        tiles = padded_shape[0] * len(plan_tiles(height, width, tile, overlap, multiple, descriptor.min_size))
         tile_pixels = min(tile, height) * min(tile, width)
         fitting = int(budget // (tile_pixels * per_pixel))
         most = MAX_AUTO_TILE_BATCH.get(descriptor.device.type, 1)
@@ -218,14 +250,50 @@ def _choose_tiling(descriptor: ModelDescriptor, padded_shape: Sequence[int], opt
     return _Tiling(tile, tile_batch)
 
 
-def _smaller(tiling: _Tiling, height: int, width: int, overlap: int, multiple: int) -> _Tiling | None:
+def _gib(size: float) -> str:
+    return f"{size / (1 << 30):.1f} GiB"
+
+
+def _first_time(warned: weakref.WeakSet[nn.Module], module: nn.Module) -> bool:
+    """True the first time ``module`` is seen by ``warned``: one warning per model, not per image."""
+    if module in warned:
+        return False
+    warned.add(module)
+    return True
+
+
+def _smaller(tiling: _Tiling, height: int, width: int, overlap: int, descriptor: ModelDescriptor) -> _Tiling | None:
     """The next, smaller tiling to try after running out of memory, or None when none is left."""
     if tiling.batch > 1:
         return replace(tiling, batch=tiling.batch // 2)
+    multiple = descriptor.pad_multiple
     half = min(tiling.tile, max(height, width)) // 2 // multiple * multiple
-    if half < minimum_tile(overlap, multiple):
+    if half < minimum_tile(overlap, multiple, descriptor.min_size):
         return None
     return replace(tiling, tile=half)
+
+
+def _forward(
+    descriptor: ModelDescriptor, inputs: Tensor, options: RunOptions, run: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
+    """One forward pass (``run``, by default the module) under the requested autocast; a
+    half-precision output that is not finite (an overflow, typically fp16's 65504 ceiling) is
+    computed again in fp32."""
+    device, dtype = descriptor.device, PRECISION_DTYPES[options.precision]
+    run = run or descriptor.module
+    with torch.inference_mode(), _autocast(device, dtype):
+        outputs = run(inputs)
+    if dtype != torch.float32 and not bool(torch.isfinite(outputs).all()):
+        if _first_time(_warned_non_finite, descriptor.module):
+            logger.warning(
+                "%s produced NaN or Inf in %s on %s; such tiles are run again in fp32",
+                descriptor.name,
+                options.precision,
+                device,
+            )
+        with torch.inference_mode():
+            outputs = run(inputs)
+    return outputs
 
 
 def _forward_tiles(
@@ -233,43 +301,86 @@ def _forward_tiles(
     padded: Tensor,
     jobs: list[tuple[int, Tile]],
     batch: int,
-    options: _RunOptions,
+    options: RunOptions,
 ) -> Iterator[tuple[int, Tile, Tensor]]:
-    """Run the model on ``batch`` tiles at a time; yield ``(image index, tile, output (C, h, w))``."""
-    device = descriptor.device
+    """Run the model on ``batch`` tiles at a time; yield ``(image index, output tile, output (C, h, w))``.
+
+    The output tile is the input tile :meth:`~restorecli.engine.tiling.Tile.scaled` by the model's scale.
+    """
     for start in range(0, len(jobs), batch):
         chunk = jobs[start : start + batch]
-        inputs = torch.stack([tile.window(padded[index]) for index, tile in chunk]).to(device)
+        inputs = torch.stack([tile.window(padded[index]) for index, tile in chunk]).to(descriptor.device)
         if options.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _autocast(device, options.dtype):
-            outputs = descriptor.module(inputs)
-        expected = (len(chunk), descriptor.out_channels, *inputs.shape[-2:])
+        outputs = _forward(descriptor, inputs, options)
+        scale = descriptor.scale
+        expected = (len(chunk), descriptor.out_channels, inputs.shape[-2] * scale, inputs.shape[-1] * scale)
         if tuple(outputs.shape) != expected:
             raise ConfigError(
                 f"Expected model output of shape {expected}, but got {tuple(outputs.shape)} ({descriptor.name})"
             )
         for (index, tile), output in zip(chunk, outputs.float(), strict=True):
-            yield index, tile, output
+            yield index, tile.scaled(scale), output
 
 
-def _run(descriptor: ModelDescriptor, padded: Tensor, tiling: _Tiling, options: _RunOptions) -> Tensor:
-    """One attempt: plan the tiles, run them, blend them into the padded-size output."""
+def _run(descriptor: ModelDescriptor, padded: Tensor, tiling: _Tiling, options: RunOptions) -> Tensor:
+    """One attempt: plan the tiles, run them, blend them into the padded-size output (times the scale)."""
     count, _, height, width = padded.shape
-    plan = plan_tiles(height, width, tiling.tile, options.overlap, descriptor.pad_multiple)
+    plan = plan_tiles(height, width, tiling.tile, options.overlap, descriptor.pad_multiple, descriptor.min_size)
     jobs = [(index, tile) for index in range(count) for tile in plan]
     pieces = _forward_tiles(descriptor, padded, jobs, tiling.batch, options)
-    return merge_tiles(pieces, (count, descriptor.out_channels, height, width), options.overlap, padded.device)
+    scale = descriptor.scale
+    shape = (count, descriptor.out_channels, height * scale, width * scale)
+    return merge_tiles(pieces, shape, options.overlap * scale, padded.device)
 
 
-def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: _RunOptions) -> Tensor:
-    """Run on ``descriptor.device``, shrinking the tiling after each out-of-memory error.
+def _streaming_strip(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: RunOptions) -> int | None:
+    """Rows per strip when this image streams through the model, or None to run it whole or tiled.
+
+    A model that supports streaming (:mod:`restorecli.archs.streaming`) always streams unless tiles
+    are asked for: its output equals the whole-image forward, in a fraction of the memory. A strip
+    holds about :data:`STREAM_STRIP_PIXELS` pixels (a small image is one strip), fewer rows when
+    the budget allows fewer; None when not even the smallest strip fits (tiles then, announced).
+    """
+    if options.tile is not None or not supports_streaming(descriptor.module):
+        return None
+    module, width = descriptor.module, padded_shape[-1]
+    budget = memory_budget(descriptor, options)
+    strip = largest_strip_height(module, tuple(padded_shape), budget, PRECISION_DTYPES[options.precision])
+    if strip is None:
+        return None
+    return min(strip, max(STREAM_STRIP_PIXELS // width // 2 * 2, minimum_strip_height(module)))
+
+
+def _run_streamed(descriptor: ModelDescriptor, padded: Tensor, strip: int, options: RunOptions) -> Tensor:
+    """The whole padded batch through :func:`~restorecli.archs.streaming.streamed_forward`: no tiles, no blending."""
+    height, width = padded.shape[-2:]
+    logger.debug("%dx%d streams through %s in %d-row strips", height, width, descriptor.name, strip)
+    inputs = padded.to(descriptor.device)
+    if options.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    outputs = _forward(descriptor, inputs, options, lambda batch: streamed_forward(descriptor.module, batch, strip))
+    # A copy outside inference mode (three channels): callers may update the result in place.
+    return outputs.to(padded.device, torch.float32, copy=True)
+
+
+def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOptions) -> Tensor:
+    """Run one padded batch of images on ``descriptor.device``, shrinking the tiling after each
+    out-of-memory error. The unit a fallback repeats on the next device.
 
     Raises:
         _DeviceFailed: nothing fits even at the smallest tiles, or the device lacks an operator.
     """
     device = descriptor.device
     height, width = padded.shape[-2:]
+    strip = _streaming_strip(descriptor, padded.shape, options)
+    if strip is not None:
+        try:
+            return _run_streamed(descriptor, padded, strip, options)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+        _release_cached_memory(device)  # out of memory even streaming: tiles follow, announced
     first: _Tiling | None = None
     tiling: _Tiling | None = None
     while True:
@@ -294,81 +405,59 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: _RunOpt
             return result
         # Out of memory: the exception and its frames are gone here, so cached blocks can be released.
         _release_cached_memory(device)
-        smaller = None if tiling is None else _smaller(tiling, height, width, options.overlap, descriptor.pad_multiple)
+        smaller = None if tiling is None else _smaller(tiling, height, width, options.overlap, descriptor)
         if smaller is None:
             last = "the probe" if tiling is None else tiling.describe(height, width)
             raise _DeviceFailed(f"{device} ran out of memory even with {last}")
         tiling = smaller
 
 
-def check_options(
-    descriptor: ModelDescriptor, *, tile: int | None, tile_overlap: int, precision: str, tile_batch: int | None
-) -> torch.dtype:
-    """Validate the run options for ``descriptor`` before any work; returns the autocast dtype.
+def check_options(descriptor: ModelDescriptor, options: RunOptions) -> None:
+    """Check what :class:`RunOptions` cannot check alone, before any work.
 
     Raises:
-        ConfigError: a non-positive tile batch, a negative overlap, a tile not larger than the overlap
-            by one padding multiple, or a precision the device lacks.
+        ConfigError: a tile not larger than the overlap by one padding multiple or smaller than the
+            model's smallest input, or a precision the model's device lacks.
     """
-    if tile is not None and tile < 1:
-        raise ConfigError(f"Expected a positive tile size, but got {tile}")
-    if tile_batch is not None and tile_batch < 1:
-        raise ConfigError(f"Expected at least one tile per batch, but got {tile_batch}")
-    if tile_overlap < 0:
-        raise ConfigError(f"Expected a tile overlap of 0 or more pixels, but got {tile_overlap}")
-    if tile is not None:
-        validate_tile(tile, tile_overlap, descriptor.pad_multiple)
-    return precision_dtype(descriptor.device, precision)
+    if options.tile is not None:
+        validate_tile(options.tile, options.overlap, descriptor.pad_multiple, descriptor.min_size)
+    precision_dtype(descriptor.device, options.precision)
 
 
-def restore_tensor(
-    descriptor: ModelDescriptor,
-    x: Tensor,
-    *,
-    tile: int | None = None,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
-    precision: str = "fp32",
-    tile_batch: int | None = None,
-    channels_last: bool | None = None,
-    fallback: bool = True,
-) -> Tensor:
-    """Restore ``(N, C_in, H, W)`` float images in ``[0, 1]``; returns ``(N, C_out, H, W)`` float32 in ``[0, 1]``.
+def restore_tensor(descriptor: ModelDescriptor, x: Tensor, options: RunOptions | None = None) -> Tensor:
+    """Restore ``(N, C_in, H, W)`` float images in ``[0, 1]``; returns ``(N, C_out, s * H, s * W)`` float32 in
+    ``[0, 1]``, ``s`` the model's scale (1 but for super-resolution).
 
     Args:
-        descriptor: the loaded model; ``descriptor.device`` changes if the run falls back.
+        descriptor: the loaded model; its module moves to the next device if the run falls back.
         x: input on any device (the result is assembled there; tiles go to the model's device).
-        tile: tile side in pixels (rounded down to the padding multiple), or None to tile only when
-            the image would not fit in memory.
-        tile_overlap: pixels shared by neighbouring tiles; a quarter of it on each side is pure
-            context, the rest is blended (see :mod:`restorecli.engine.tiling`).
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); see
-            :func:`~restorecli.engine.device.supported_precisions`.
-        tile_batch: tiles per forward pass, or None for as many as fit (at most 8 on an accelerator, 1
-            on the CPU).
-        channels_last: feed tiles in channels-last memory format; None follows the architecture's
-            preference (``descriptor.channels_last``), since the gain depends on the network: on the
-            CPU it made NAFNet about 30% and Restormer 57% faster (``bench/bench_performance.py --levers``).
-        fallback: move to the next device when this one fails (announced); False raises DeviceError.
+        options: tiling, precision, memory format, fallback and memory cap (default: ``RunOptions()``,
+            whole images when they fit, fp32, the architecture's memory format).
 
     Raises:
         ConfigError: wrong shape or channel count, bad tile options, unsupported precision.
-        DeviceError: the model fails on every device it may use.
+        DeviceError: the model fails on its device and may not fall back, or fails on every device.
     """
+    options = options or RunOptions()
     if x.ndim != 4 or x.shape[1] != descriptor.in_channels or not x.is_floating_point():
         raise ConfigError(
             f"Expected a float tensor (N, {descriptor.in_channels}, H, W) for {descriptor.name}, "
             f"but got {x.dtype} {tuple(x.shape)}"
         )
-    options = _RunOptions(
-        tile=tile,
-        overlap=tile_overlap,
-        tile_batch=tile_batch,
-        dtype=check_options(descriptor, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=tile_batch),
-        channels_last=descriptor.channels_last if channels_last is None else channels_last,
-    )
+    check_options(descriptor, options)
+    if options.channels_last is None:
+        options = replace(options, channels_last=descriptor.channels_last)
+    if options.fallback is None:
+        fallback, refusal = (
+            descriptor.auto_device,
+            "a device chosen explicitly is never replaced (auto allows a fallback)",
+        )
+    else:
+        fallback, refusal = options.fallback, "fallback is off"
     keep_freed_memory()
     height, width = x.shape[-2:]
-    padded = pad_to_multiple(x.float(), descriptor.pad_multiple, descriptor.pad_mode)
+    size = padded_size(height, width, descriptor.pad_multiple, descriptor.min_size, descriptor.square)
+    padded = pad_to(x.float(), *size, descriptor.pad_mode)
     while True:
         device = descriptor.device
         try:
@@ -376,46 +465,39 @@ def restore_tensor(
         except _DeviceFailed as failure:
             chain = fallback_chain(device) if fallback else []
             if not chain:
-                raise DeviceError(f"Expected {descriptor.name} to run on {device}, but {failure}") from failure
-            move_to(descriptor, chain[0])
+                why = "" if fallback or device.type == "cpu" else f"; {refusal}"
+                raise DeviceError(f"Expected {descriptor.name} to run on {device}, but {failure}{why}") from failure
+            _move(descriptor, chain[0])
             note = ""
-            if precision not in supported_precisions(chain[0]):
-                precision, note = "fp32", f" in fp32 ({chain[0]} has no {precision})"
-            options = replace(options, dtype=PRECISION_DTYPES[precision])
+            if options.precision not in supported_precisions(chain[0]):
+                note = f" in fp32 ({chain[0]} has no {options.precision})"
+                options = replace(options, precision="fp32")
             logger.warning("%s; continuing on %s%s", failure, chain[0], note)
             continue
-        return crop(result, height, width).clamp_(0, 1)
+        return crop(result, height * descriptor.scale, width * descriptor.scale).clamp_(0, 1)
 
 
-def move_to(descriptor: ModelDescriptor, device: torch.device) -> None:
-    """Move the model and record its new device (the descriptor is the engine's source of truth)."""
+def _move(descriptor: ModelDescriptor, device: torch.device) -> None:
+    """Move the model to ``device`` after a failure, releasing what it cached where it was."""
     _release_cached_memory(descriptor.device)
     descriptor.module.to(device)
-    descriptor.device = device
 
 
-def restore_array(
-    descriptor: ModelDescriptor,
-    array: np.ndarray,
-    *,
-    tile: int | None = None,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
-    precision: str = "fp32",
-    tile_batch: int | None = None,
-    channels_last: bool | None = None,
-    fallback: bool = True,
-) -> np.ndarray:
+def restore_array(descriptor: ModelDescriptor, array: np.ndarray, options: RunOptions | None = None) -> np.ndarray:
     """Restore image pixels: ``(H, W)`` grey, ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W, 6)`` dual-pixel.
 
-    The dtype (uint8 or uint16) is preserved and alpha is passed through unchanged. Channel
+    The dtype (uint8 or uint16) is preserved and alpha is passed through unchanged (resized
+    bicubically to the output by a super-resolution model: see :func:`resize_alpha`). Channel
     adaptation, for images whose colour channels differ from the model's input:
 
     - a 1-channel (grey) model on RGB restores each channel as its own grey image;
     - a 3-channel model on a grey image sees the grey plane replicated to RGB, and its output is
-      averaged back to one channel, so the result stays grey.
+      averaged back to one channel, so the result stays grey;
+    - an RGB image whose three channels are equal (a grey scan or photo saved as RGB) is restored as
+      that grey image and comes back with three equal channels.
 
     A dual-pixel model (6 channels: left and right views stacked) takes ``(H, W, 6)`` and returns RGB.
-    Options are those of :func:`restore_tensor`.
+    ``options`` as in :func:`restore_tensor`.
 
     Raises:
         ImageReadError: not uint8/uint16 pixels, or channels the model cannot take.
@@ -426,28 +508,30 @@ def restore_array(
     channels = 1 if color.ndim == 2 else color.shape[2]
     wanted = descriptor.in_channels
     x = to_tensor(color)
-
-    def run(batch: Tensor) -> Tensor:
-        return restore_tensor(
-            descriptor,
-            batch,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            precision=precision,
-            tile_batch=tile_batch,
-            channels_last=channels_last,
-            fallback=fallback,
-        )
-
-    if channels == wanted:
-        restored = run(x)
+    if channels == 3 and wanted in (1, 3) and bool((color[..., 1:] == color[..., :1]).all()):
+        grey = x[:, :1] if wanted == 1 else x
+        restored = restore_tensor(descriptor, grey, options).mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    elif channels == wanted:
+        restored = restore_tensor(descriptor, x, options)
     elif wanted == 1 and channels == 3:
-        restored = run(x.transpose(0, 1)).transpose(0, 1)
+        restored = restore_tensor(descriptor, x.transpose(0, 1), options).transpose(0, 1)
     elif wanted == 3 and channels == 1:
-        restored = run(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+        restored = restore_tensor(descriptor, x.expand(-1, 3, -1, -1), options).mean(dim=1, keepdim=True)
     else:
         raise ImageReadError(
             f"Expected an image with {wanted} colour channel(s) (or 1/3 to adapt) for {descriptor.name}, "
             f"but got {channels}"
         )
-    return merge_alpha(from_tensor(restored, array.dtype), alpha)
+    output = from_tensor(restored, array.dtype)
+    return merge_alpha(output, None if alpha is None else resize_alpha(alpha, output.shape[:2]))
+
+
+def resize_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An alpha plane ``(H, W)`` uint8/uint16 at ``size`` ``(height, width)``: bicubic (OpenCV), clipped.
+
+    Transparency is not what a super-resolution model learnt, so a plain interpolation carries it to
+    the output size; OpenCV saturates integer results to the dtype's range (cubic overshoot clipped).
+    """
+    if alpha.shape[:2] == tuple(size):
+        return alpha
+    return cv2.resize(alpha, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)

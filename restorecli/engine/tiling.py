@@ -15,6 +15,13 @@ merge still divides by the accumulated weight, so wider overlaps (the last tile 
 to end at the border) blend smoothly too. Consequences: a convolution-only model whose receptive
 radius is at most the margin gives the same result tiled and untiled; a model with global operators
 (attention over the tile) changes gradually across the ramp instead of jumping at a seam.
+
+Scale. A super-resolution model's tile output is ``scale`` times the tile: tiles are planned on the
+input and blended in output coordinates (:meth:`Tile.scaled`, with the overlap scaled alike), so the
+margin and the ramp cover the same part of the image at either resolution.
+
+Minimum size. A network that needs inputs of at least ``minimum`` pixels (spandrel's size
+requirements) gets tiles no smaller than that.
 """
 
 from __future__ import annotations
@@ -44,26 +51,37 @@ class Tile:
         """The tile's pixels from ``(..., H, W)``, as a view."""
         return x[..., self.top : self.top + self.height, self.left : self.left + self.width]
 
+    def scaled(self, scale: int) -> Tile:
+        """The same window in an image ``scale`` times larger (where a super-resolution output lands)."""
+        return Tile(self.top * scale, self.left * scale, self.height * scale, self.width * scale)
+
 
 def context_margin(overlap: int) -> int:
     """Pixels at each shared tile edge that get zero weight (pure context)."""
     return overlap // 4
 
 
-def minimum_tile(overlap: int, multiple: int) -> int:
-    """The smallest tile worth running: room for both edges' ramps, and a stride of at least one multiple."""
-    return round_up(max(2 * overlap, overlap + multiple), multiple)
+def minimum_tile(overlap: int, multiple: int, minimum: int = 0) -> int:
+    """The smallest tile worth running: room for both edges' ramps, a stride of at least one multiple,
+    and at least the model's ``minimum`` input side."""
+    return round_up(max(2 * overlap, overlap + multiple, minimum), multiple)
 
 
-def validate_tile(tile: int, overlap: int, multiple: int) -> int:
+def validate_tile(tile: int, overlap: int, multiple: int, minimum: int = 0) -> int:
     """Round ``tile`` down to a multiple of ``multiple`` and check it leaves room for the overlap.
 
     Raises:
-        ConfigError: a negative overlap, or a tile not larger than the overlap by one multiple.
+        ConfigError: a negative overlap, a tile not larger than the overlap by one multiple, or a
+            tile smaller than the model's ``minimum`` input side.
     """
     if overlap < 0:
         raise ConfigError(f"Expected a tile overlap of 0 or more pixels, but got {overlap}")
     rounded = tile // multiple * multiple
+    if rounded < minimum:
+        raise ConfigError(
+            f"Expected a tile of at least {round_up(minimum, multiple)} pixels (the model's smallest input), "
+            f"but got {tile}"
+        )
     if rounded - overlap < multiple:
         raise ConfigError(
             f"Expected a tile of at least {round_up(overlap + multiple, multiple)} pixels (overlap {overlap} "
@@ -72,7 +90,7 @@ def validate_tile(tile: int, overlap: int, multiple: int) -> int:
     return rounded
 
 
-def axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
+def axis_tiles(length: int, tile: int, overlap: int, multiple: int, minimum: int = 0) -> tuple[int, list[int]]:
     """Tile size and start offsets covering ``[0, length)`` with tiles of at most ``tile`` pixels.
 
     ``length`` and ``tile`` are multiples of ``multiple``; so are the returned size and offsets, and
@@ -80,13 +98,13 @@ def axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[int
     pixels sharing ``overlap`` need; the tiles are then shrunk to the smallest size that still
     shares ``overlap`` when spread evenly, so overlaps do not pile up at the end (for 1024 pixels in
     tiles of 256 sharing 32: 5 tiles of 232, 29% more pixels than the image, instead of 5 of 256
-    with 56% more).
+    with 56% more), though never below ``minimum`` (a multiple of ``multiple``, at most ``tile``).
     """
     if length <= tile:
         return length, [0]
     stride = (tile - overlap) // multiple * multiple
     count = -(-(length - tile) // stride) + 1
-    size = round_up(-(-(length - overlap) // count) + overlap, multiple)
+    size = max(round_up(-(-(length - overlap) // count) + overlap, multiple), minimum)
     while size < tile:
         starts = [(length - size) * index // (count - 1) // multiple * multiple for index in range(count)]
         if max(b - a for a, b in itertools.pairwise(starts)) <= size - overlap:
@@ -95,24 +113,27 @@ def axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[int
     return tile, [*range(0, length - tile, stride), length - tile]
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int, minimum: int = 0) -> list[Tile]:
     """Tiles (row-major) covering a padded ``height`` x ``width`` image; see the module docstring.
 
     An image no larger than ``tile`` is a single tile (the untiled case; no overlap needed).
     Otherwise ``tile`` is rounded down to a multiple of ``multiple`` and each axis is covered as
-    :func:`axis_tiles` says (a side shorter than the tile gets one tile along it).
+    :func:`axis_tiles` says (a side shorter than the tile gets one tile along it). Tiles are at least
+    ``minimum`` pixels on each side (the image, padded to the model's size rule, is too); a square
+    image gets square tiles.
 
     Raises:
-        ConfigError: the tile is too small for the overlap (see :func:`validate_tile`), or the image
-            sides are not multiples of ``multiple``.
+        ConfigError: the tile is too small for the overlap or the model (see :func:`validate_tile`),
+            or the image sides are not multiples of ``multiple``.
     """
     if height % multiple or width % multiple:
         raise ConfigError(f"Expected a padded size that is a multiple of {multiple}, but got {height}x{width}")
     if tile >= max(height, width):
         return [Tile(0, 0, height, width)]
-    tile = validate_tile(tile, overlap, multiple)
-    tile_height, tops = axis_tiles(height, tile, overlap, multiple)
-    tile_width, lefts = axis_tiles(width, tile, overlap, multiple)
+    tile = validate_tile(tile, overlap, multiple, minimum)
+    minimum = round_up(minimum, multiple)
+    tile_height, tops = axis_tiles(height, tile, overlap, multiple, minimum)
+    tile_width, lefts = axis_tiles(width, tile, overlap, multiple, minimum)
     return [Tile(top, left, tile_height, tile_width) for top in tops for left in lefts]
 
 

@@ -1,18 +1,18 @@
-"""Image-quality and mask metrics reproducing the reference evaluation code (BasicSR, ACM, DNANet)."""
+"""Image-quality and mask metrics reproducing the reference evaluation code (BasicSR, NAFNet, ACM, DNANet).
+
+Nothing here imports the engine, the zoo or the API: on-the-fly restoration reaches the metrics as a
+plain :data:`Transform` that the caller builds.
+"""
 
 from __future__ import annotations
 
-from restorecli.metrics.evaluate import (
-    EvalReport,
-    EvalSettings,
-    PairScore,
-    evaluate_pairs,
-    evaluate_paths,
-    parse_metrics,
-    restoring_transform,
-)
+from restorecli.metrics.evaluate import evaluate_pairs, evaluate_paths
+from restorecli.metrics.metric import METRICS, Metric, MetricSet, Sample
 from restorecli.metrics.pairing import Pair, Pairing, match_pairs
-from restorecli.metrics.psnr_ssim import psnr, rgb_to_y, ssim
+from restorecli.metrics.protocols import PROTOCOLS, Protocol
+from restorecli.metrics.psnr_ssim import psnr, rgb_to_y, ssim, ssim3d
+from restorecli.metrics.results import EvalReport
+from restorecli.metrics.scoring import PairScore, Transform
 from restorecli.metrics.segmentation import (
     DetectionCounts,
     MaskStats,
@@ -25,15 +25,23 @@ from restorecli.metrics.segmentation import (
     mask_stats,
     mean_iou,
 )
+from restorecli.metrics.settings import EvalSettings, parse_metrics
 
 __all__ = [
+    "METRICS",
+    "PROTOCOLS",
     "DetectionCounts",
     "EvalReport",
     "EvalSettings",
     "MaskStats",
+    "Metric",
+    "MetricSet",
     "Pair",
     "PairScore",
     "Pairing",
+    "Protocol",
+    "Sample",
+    "Transform",
     "confusion_matrix",
     "decode_prediction",
     "decode_target",
@@ -47,7 +55,7 @@ __all__ = [
     "mean_iou",
     "parse_metrics",
     "psnr",
-    "restoring_transform",
     "rgb_to_y",
     "ssim",
+    "ssim3d",
 ]

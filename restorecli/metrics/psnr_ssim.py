@@ -19,11 +19,13 @@ is exactly the valid region. It is not used here because it is ~3x slower (scipy
 and computes float32 inputs in float32; it serves as the reference in the tests. It has no
 ``crop_border`` or Y-channel option, and its defaults (7x7 uniform window, sample covariance) give a
 different SSIM.
+
+:func:`ssim3d` is the SSIM NAFNet (and HINet) publish: its ``calculate_ssim(..., ssim3d=True)`` filters the
+``(H, W, C)`` array as one volume, and so does MATLAB's ``ssim`` on an RGB array (Restormer's GoPro/HIDE
+script), see :func:`ssim3d`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -133,25 +135,128 @@ def ssim(
     return _ssim(first, second, data_range)
 
 
-def quality_metrics(
+def ssim3d(
     pred: np.ndarray,
     target: np.ndarray,
-    names: Sequence[str],
     *,
     data_range: float,
     crop_border: int = 0,
     y_channel: bool = False,
     round_y: bool = False,
-) -> dict[str, float]:
-    """The metrics ``names`` (``"psnr"``, ``"ssim"``) with the same values as :func:`psnr` and :func:`ssim`.
+) -> float:
+    """SSIM over a volume: NAFNet's ``calculate_ssim(..., ssim3d=True)`` and MATLAB's ``ssim`` on RGB arrays.
 
-    Folder evaluation computes both for every pair; this crops, converts to Y and copies to float64 once.
+    NAFNet's ``_ssim_3d`` runs one ``Conv3d`` over the ``(H, W, C)`` array seen as a volume: the kernel is
+    the 11x11x11 Gaussian (sigma 1.5 on every axis, the outer product of three ``getGaussianKernel(11, 1.5)``),
+    padding 5 with ``replicate`` on all three axes, so the channel axis is padded ``RRRRRGBBBBB``; the
+    SSIM map keeps the full size and its mean over height, width *and* channel is the score (no valid
+    crop, no per-channel mean). MATLAB's ``ssim(A, ref)`` without ``DataFormat`` does the same on an
+    ``H x W x 3`` array (a 3-D Gaussian of radius 1.5, size ``2 * ceil(3 * 1.5) + 1 = 11``, replicate
+    padding), which is why both give the same number.
+
+    Differences from the references, all below 1e-5 on 8-bit images: NAFNet computes in float32 on the
+    GPU and MATLAB in single precision for integer input; this is float64. NAFNet guesses the range
+    (``1 if pred.max() <= 1 else 255``) where ``data_range`` is given here (MATLAB: from the class, 255
+    for uint8). The 3-D Gaussian is separable, so it runs as a 2-D filter per channel followed by the
+    11-tap filter along channels, folded into a ``C x C`` matrix (replicate padding sends every tap that
+    falls outside the channels to the first or last one).
+
+    Args:
+        pred, target: ``(H, W)`` or ``(H, W, C)`` arrays of the same shape; a grey image (or the Y
+            channel) gives NAFNet's ``_ssim_cly``: a 2-D Gaussian with replicate padding, full map.
+        data_range: value of full white.
+        crop_border, y_channel, round_y: as in :func:`ssim`.
+
+    Returns:
+        Mean SSIM over the volume, 1.0 for identical images.
     """
-    unknown = [name for name in names if name not in _QUALITY]
-    if unknown:
-        raise MetricError(f"Expected metrics among {', '.join(_QUALITY)}, but got {', '.join(unknown)}")
-    first, second = _prepare(pred, target, data_range, crop_border, y_channel, round_y)
-    return {name: _QUALITY[name](first, second, data_range) for name in names}
+    first, second = prepare_pair(
+        pred, target, data_range=data_range, crop_border=crop_border, y_channel=y_channel, round_y=round_y
+    )
+    return ssim3d_of_prepared(first, second, data_range)
+
+
+def prepare_pair(
+    pred: np.ndarray,
+    target: np.ndarray,
+    *,
+    data_range: float,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    round_y: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate, crop, optionally convert to Y, and return contiguous float64 copies: ``(H, W[, C])``.
+
+    Folder evaluation prepares each pair once and hands the copies to every ``*_of_prepared`` function,
+    which return the same values as :func:`psnr`, :func:`ssim` and :func:`ssim3d`.
+    """
+    return _prepare(pred, target, data_range, crop_border, y_channel, round_y)
+
+
+def psnr_of_prepared(first: np.ndarray, second: np.ndarray, data_range: float) -> float:
+    """:func:`psnr` of a pair from :func:`prepare_pair`."""
+    return _psnr(first, second, data_range)
+
+
+def ssim_of_prepared(first: np.ndarray, second: np.ndarray, data_range: float) -> float:
+    """:func:`ssim` of a pair from :func:`prepare_pair`."""
+    return _ssim(first, second, data_range)
+
+
+def ssim3d_of_prepared(first: np.ndarray, second: np.ndarray, data_range: float) -> float:
+    """:func:`ssim3d` of a pair from :func:`prepare_pair`.
+
+    Works plane by plane (contiguous ``(H, W)`` arrays for OpenCV), and filters ``x^2 + y^2`` once instead
+    of ``x^2`` and ``y^2`` apart: only their sum enters the formula, and the filter is linear.
+    """
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    planes1 = [np.ascontiguousarray(plane) for plane in np.moveaxis(np.atleast_3d(first), 2, 0)]
+    planes2 = [np.ascontiguousarray(plane) for plane in np.moveaxis(np.atleast_3d(second), 2, 0)]
+    mixing = _replicate_channel_filter(len(planes1))
+    kernel = cv2.getGaussianKernel(SSIM_WINDOW, SSIM_SIGMA)
+
+    def blur(planes: list[np.ndarray]) -> list[np.ndarray]:
+        flat = [cv2.sepFilter2D(plane, cv2.CV_64F, kernel, kernel, borderType=cv2.BORDER_REPLICATE) for plane in planes]
+        return [sum(weight * plane for weight, plane in zip(row, flat, strict=True) if weight) for row in mixing]
+
+    mu1s, mu2s = blur(planes1), blur(planes2)
+    crosses = blur([a * b for a, b in zip(planes1, planes2, strict=True)])
+    energies = blur([a * a + b * b for a, b in zip(planes1, planes2, strict=True)])
+    total = 0.0
+    for mu1, mu2, cross, energy in zip(mu1s, mu2s, crosses, energies, strict=True):
+        mu12 = mu1 * mu2
+        squares = mu1 * mu1 + mu2 * mu2
+        numerator = (2 * mu12 + c1) * (2 * (cross - mu12) + c2)
+        denominator = (squares + c1) * (energy - squares + c2)
+        total += float((numerator / denominator).sum())
+    return total / first.size
+
+
+def skimage_ssim_of_prepared(first: np.ndarray, second: np.ndarray, data_range: float) -> float:
+    """scikit-image's ``structural_similarity`` with its defaults, as Restormer's DPDD scripts call it.
+
+    7x7 uniform window, sample covariance, the map cropped by 3 pixels and averaged, then the mean over
+    channels: a different number from :func:`ssim` (Gaussian window, population statistics).
+    """
+    from skimage.metrics import structural_similarity  # only this metric needs scikit-image's filters
+
+    axis = -1 if first.ndim == 3 else None
+    return float(structural_similarity(first, second, data_range=data_range, channel_axis=axis))
+
+
+def _replicate_channel_filter(channels: int) -> np.ndarray:
+    """``(C, C)`` matrix of the 11-tap Gaussian along channels with replicate padding: ``out = M @ in``.
+
+    Output channel ``i`` takes tap ``k`` from input channel ``clip(i + k - 5, 0, C - 1)``, as a
+    replicate-padded convolution does; summing the taps that land on each channel gives the matrix.
+    """
+    taps = cv2.getGaussianKernel(SSIM_WINDOW, SSIM_SIGMA).ravel()
+    matrix = np.zeros((channels, channels))
+    for out in range(channels):
+        for tap, weight in enumerate(taps):
+            matrix[out, min(max(out + tap - _VALID_MARGIN, 0), channels - 1)] += weight
+    return matrix
 
 
 def _psnr(first: np.ndarray, second: np.ndarray, data_range: float) -> float:
@@ -219,9 +324,6 @@ def _ssim_map(first: np.ndarray, second: np.ndarray, data_range: float) -> np.nd
     mu1 *= squares
     mu12 /= mu1
     return mu12
-
-
-_QUALITY: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {"psnr": _psnr, "ssim": _ssim}
 
 
 def _check_data_range(data_range: float) -> None:

@@ -210,17 +210,38 @@ class DetectionCounts:
         return self.false_alarm_pixels / self.pixels if self.pixels else float("nan")
 
 
-def detect_targets(
+@dataclass(frozen=True)
+class TargetMatch:
+    """Which ground-truth targets a prediction found: the per-target view behind PD and FA.
+
+    Attributes:
+        centroids: ``(row, col)`` of each ground-truth target.
+        detected: per target, whether a predicted component matched it.
+        false_alarm_pixels: pixels of predicted components that matched no target.
+        pixels: pixels that count (the ignored ones left out).
+    """
+
+    centroids: tuple[tuple[float, float], ...]
+    detected: tuple[bool, ...]
+    false_alarm_pixels: int
+    pixels: int
+
+    def counts(self) -> DetectionCounts:
+        return DetectionCounts(len(self.detected), sum(self.detected), self.false_alarm_pixels, self.pixels)
+
+
+def match_targets(
     pred: np.ndarray,
     target: np.ndarray,
     *,
     distance: float = DEFAULT_DISTANCE,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
-) -> DetectionCounts:
+) -> TargetMatch:
     """Match predicted to ground-truth connected components by centroid distance (DNANet ``PD_FA``).
 
-    Every non-zero label is foreground. Ignored ground-truth pixels belong to neither mask and are not
-    counted in ``pixels``.
+    Each target takes the first unused predicted component whose centroid is closer than
+    ``distance``. Every non-zero label is foreground. Ignored ground-truth pixels belong to neither
+    mask and are not counted in ``pixels``.
     """
     if not distance > 0:
         raise MetricError(f"Expected a positive centroid distance, but got {distance}")
@@ -231,19 +252,30 @@ def detect_targets(
     areas = np.array([region.area for region in pred_regions], dtype=np.int64)
     centroids = np.array([region.centroid for region in pred_regions], dtype=np.float64).reshape(-1, 2)
     unmatched = np.ones(len(pred_regions), dtype=bool)
-    detected = 0
+    detected = []
     for region in target_regions:
         gaps = np.linalg.norm(centroids - np.asarray(region.centroid), axis=1)
         candidates = np.flatnonzero(unmatched & (gaps < distance))
         if candidates.size:
             unmatched[candidates[0]] = False
-            detected += 1
-    return DetectionCounts(
-        targets=len(target_regions),
-        detected=detected,
+        detected.append(bool(candidates.size))
+    return TargetMatch(
+        centroids=tuple((float(r.centroid[0]), float(r.centroid[1])) for r in target_regions),
+        detected=tuple(detected),
         false_alarm_pixels=int(areas[unmatched].sum()),
         pixels=int(np.count_nonzero(valid)),
     )
+
+
+def detect_targets(
+    pred: np.ndarray,
+    target: np.ndarray,
+    *,
+    distance: float = DEFAULT_DISTANCE,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+) -> DetectionCounts:
+    """The PD/FA counts of :func:`match_targets`, which add up over images."""
+    return match_targets(pred, target, distance=distance, ignore_index=ignore_index).counts()
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,23 @@
 """Profile a network: parameters, MACs/FLOPs per module, latency, throughput and peak memory.
 
 ``restore profile`` is a thin wrapper over :func:`resolve_target` and :func:`profile`; the pieces
-(:func:`count_macs`, :func:`breakdown`, :func:`measure_latency`, ...) work on any ``nn.Module``.
+(:func:`count_macs`, :func:`count_macs_three_ways`, :func:`breakdown`, :func:`measure_latency`, ...)
+work on any ``nn.Module``. :mod:`restorecli.profiling.plot` draws a profile (matplotlib, optional).
 """
 
 from __future__ import annotations
 
 from restorecli.profiling.counting import (
     CONVENTION,
+    COUNT_KINDS,
     MacCount,
+    MacCounts,
     ModuleCost,
     ParameterCount,
     breakdown,
+    convolution_macs,
     count_macs,
+    count_macs_three_ways,
     count_parameters,
     sum_counts,
     tensor_bytes,
@@ -23,6 +28,7 @@ from restorecli.profiling.report import (
     DEFAULT_SIZE,
     ProfileReport,
     SizeResult,
+    free_memory,
     input_shape,
     parse_size,
     parse_sizes,
@@ -32,18 +38,27 @@ from restorecli.profiling.runtime import (
     Latency,
     PeakMemory,
     PeakRequest,
+    engine_announcements,
     make_forward,
     measure_cpu_peak,
     measure_cuda_peak,
     measure_latency,
 )
-from restorecli.profiling.target import ProfileTarget, describe, instantiate, resolve_target, target_from_config
+from restorecli.profiling.target import (
+    ProfileTarget,
+    check_config_values,
+    instantiate,
+    resolve_target,
+    target_from_config,
+)
 
 __all__ = [
     "CONVENTION",
+    "COUNT_KINDS",
     "DEFAULT_SIZE",
     "Latency",
     "MacCount",
+    "MacCounts",
     "ModuleCost",
     "ParameterCount",
     "PeakMemory",
@@ -53,9 +68,13 @@ __all__ = [
     "ProfileTarget",
     "SizeResult",
     "breakdown",
+    "check_config_values",
+    "convolution_macs",
     "count_macs",
+    "count_macs_three_ways",
     "count_parameters",
-    "describe",
+    "engine_announcements",
+    "free_memory",
     "input_shape",
     "instantiate",
     "is_depthwise",

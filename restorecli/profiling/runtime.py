@@ -1,9 +1,10 @@
-"""Latency and peak memory of real forward passes.
+"""Latency and peak memory of real passes through the engine, as inference runs them.
 
-What runs: without tiling, the bare network on an input already padded to its size multiple, on
-the device (the network's own cost); with a tile size, the engine's inference path
-(:func:`restorecli.engine.restore_tensor`: pad, run tile by tile, blend) on an input held on the
-CPU, as ``restore derain ... --tile`` runs it.
+What runs: the engine's runner (:func:`restorecli.engine.runner.restore_tensor`) on the zoo's
+descriptor, so padding, memory format (channels-last where the architecture prefers it),
+precision and the device fallback policy are inference's own. Without tiling the image is one
+tile on the device (the network's cost, no host transfers); with a tile size the image is held on
+the CPU and run tile by tile, as ``restore derain ... --tile`` runs it.
 
 Latency: warm-up passes, then ``repeats`` timed passes, each ended by a device synchronisation, so a
 sample is the wall time of one complete pass. Peak memory on CUDA is the caching allocator's
@@ -16,23 +17,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from restorecli.engine.device import Precision, precision_dtype
-from restorecli.engine.runner import DEFAULT_TILE_OVERLAP, restore_tensor
+from restorecli.engine.options import RunOptions
+from restorecli.engine.runner import restore_tensor
 from restorecli.errors import DeviceError
-from restorecli.profiling.target import ProfileTarget, describe, instantiate, target_from_config
+from restorecli.profiling.target import instantiate, target_from_config
+from restorecli.zoo.descriptor import ModelDescriptor
 
 Forward = Callable[[Tensor], Any]
 
@@ -43,6 +46,7 @@ except ImportError:  # Windows: no getrusage; CPU peak memory is reported as una
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
+_ENGINE_LOGGER = "restorecli.engine"
 
 
 @dataclass(frozen=True)
@@ -82,44 +86,43 @@ class PeakMemory:
 class PeakRequest:
     """What the CPU memory process builds and runs (JSON on its command line).
 
-    ``input_shape`` is padded when ``tile`` is None and the image size otherwise (the engine pads).
+    ``input_shape`` is the image batch ``(N, C, H, W)`` before padding (the engine pads);
+    ``options`` the fields of the :class:`~restorecli.engine.options.RunOptions` to run it with.
     """
 
     arch: str
     config: dict[str, Any]
     input_shape: list[int]
-    precision: str
+    options: dict[str, Any]
     threads: int
-    tile: int | None = None
-    tile_overlap: int = DEFAULT_TILE_OVERLAP
 
 
-def make_forward(
-    target: ProfileTarget,
-    module: nn.Module,
-    device: torch.device,
-    precision: Precision,
-    tile: int | None = None,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
-) -> Forward:
-    """The pass to measure: the bare network under inference mode and autocast, or the tiled engine.
+def make_forward(descriptor: ModelDescriptor, options: RunOptions) -> Forward:
+    """The pass to measure: one call of the engine's runner, as inference makes it."""
+    return lambda x: restore_tensor(descriptor, x, options)
 
-    Raises:
-        ConfigError: ``device`` does not support ``precision``.
+
+@contextlib.contextmanager
+def engine_announcements() -> Iterator[list[str]]:
+    """Within the block, collect the engine's warnings (device fallback, re-tiling) instead of printing them.
+
+    A profile reports them as notes beside the numbers they explain.
     """
-    dtype = precision_dtype(device, precision)  # validates the precision for both paths
-    if tile is not None:
-        descriptor = describe(target, module, device)
-        return lambda x: restore_tensor(
-            descriptor, x, tile=tile, tile_overlap=tile_overlap, precision=precision, tile_batch=1, fallback=False
-        )
+    messages: list[str] = []
 
-    def forward(x: Tensor) -> Tensor:
-        autocast = torch.autocast(device.type, dtype) if dtype != torch.float32 else contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
-            return module(x)
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
 
-    return forward
+    engine = logging.getLogger(_ENGINE_LOGGER)
+    handler, propagate = Collect(logging.WARNING), engine.propagate
+    engine.addHandler(handler)
+    engine.propagate = False
+    try:
+        yield messages
+    finally:
+        engine.removeHandler(handler)
+        engine.propagate = propagate
 
 
 def synchronize(device: torch.device) -> None:
@@ -246,13 +249,11 @@ def peak_rss_of(request: PeakRequest) -> dict[str, int]:
     caches that later passes reuse; the peak covers both.
     """
     torch.set_num_threads(request.threads)
-    cpu = torch.device("cpu")
     reset_peak_resident()
     baseline, _ = resident_bytes()
-    target = target_from_config(request.arch, request.config)
-    module = instantiate(target, cpu)
+    descriptor = instantiate(target_from_config(request.arch, request.config), torch.device("cpu"))
     _, model_peak = resident_bytes()
-    forward = make_forward(target, module, cpu, request.precision, request.tile, request.tile_overlap)  # type: ignore[arg-type]
+    forward = make_forward(descriptor, RunOptions(**request.options))
     x = torch.rand(request.input_shape)
     for _ in range(2):
         forward(x)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from restorecli.images import read_array, write_array
+from restorecli.metrics.segmentation import TargetMatch, match_targets
 from restorecli.report import visuals
 
 # Metrics where a larger value is better; the others (FA) are better small. Used for best/worst.
@@ -125,7 +126,7 @@ def _write_pictures(assets: Path, index: int, image: ReportImage, masks: MaskSet
     if masks is not None:
         predicted, target = masks.decode_prediction(output), masks.decode_target(truth)
         files["overlay"] = save("overlay", visuals.mask_overlay(truth, predicted, target))
-        files["marks"] = visuals.mark_targets(predicted, target, masks.distance)
+        files["marks"] = match_targets(predicted, target, distance=masks.distance)
         return files
     if visuals.display_rgb(output).shape != visuals.display_rgb(truth).shape:
         return files
@@ -191,25 +192,27 @@ def _image_section(index: int, image: ReportImage, files: dict[str, object], bas
     before = files.get("input", files["gt"])
     before_label = "input" if "input" in files else "ground truth"
     parts = [
-        f'<div class="compare" style="--pos: 50%"><img class="after" alt="output" src="{_link(files["output"], base)}">'
-        f'<img class="before" alt="{before_label}" src="{_link(before, base)}">'
-        f'<input type="range" min="0" max="100" value="50" aria-label="{before_label} / output divider"></div>'
-        f'<p class="muted">Slider: {before_label} on the left, output on the right.</p>'
+        (
+            f'<div class="compare" style="--pos: 50%"><img class="after" alt="output" src="{_link(files["output"], base)}">'
+            f'<img class="before" alt="{before_label}" src="{_link(before, base)}">'
+            f'<input type="range" min="0" max="100" value="50" aria-label="{before_label} / output divider"></div>'
+            f'<p class="muted">Slider: {before_label} on the left, output on the right.</p>'
+        )
     ]
     gallery = [_figure(files[role], role, base) for role in ("input", "output", "gt") if role in files]
     if is_mask:
-        marks = typing.cast(visuals.TargetMarks, files["marks"])
+        marks = typing.cast(TargetMatch, files["marks"])
+        kinds = ["detected" if found else "missed" for found in marks.detected]
         circles = "".join(
             f'<circle class="{kind}" cx="{col:.1f}" cy="{row:.1f}" r="6"><title>{kind} target</title></circle>'
-            for kind, points in (("detected", marks.detected), ("missed", marks.missed))
-            for row, col in points
+            for kind, (row, col) in zip(kinds, marks.centroids, strict=True)
         )
         height, width = visuals.display_rgb(read_array(image.ground_truth)).shape[:2]
         gallery.append(
             f'<figure><div class="marked"><img loading="lazy" alt="overlay" src="{_link(files["overlay"], base)}">'
             f'<svg viewBox="0 0 {width} {height}" preserveAspectRatio="none">{circles}</svg></div>'
             f"<figcaption>overlay: green hit, red false alarm, blue missed; "
-            f"{len(marks.detected)} detected, {len(marks.missed)} missed targets</figcaption></figure>"
+            f"{kinds.count('detected')} detected, {kinds.count('missed')} missed targets</figcaption></figure>"
         )
     elif "error" in files:
         gallery.append(_figure(files["error"], "error heat-map (|output − ground truth|)", base))
@@ -217,10 +220,12 @@ def _image_section(index: int, image: ReportImage, files: dict[str, object], bas
     for number, (region, crop_files) in enumerate(files.get("crops", [])):  # type: ignore[arg-type]
         where = f"crop {number + 1}: rows {region.top}-{region.top + region.side}, columns {region.left}-{region.left + region.side}"
         figures = "".join(_figure(path, role, base) for role, path in crop_files.items())
-        parts.append(f'<h4>{where} (mean error {region.mean_error * 255:.1f} grey levels)</h4><div class="gallery crops">{figures}</div>')
+        parts.append(
+            f'<h4>{where} (mean error {region.mean_error * 255:.1f} grey levels)</h4><div class="gallery crops">{figures}</div>'
+        )
     return (
         f'<section id="image-{index}"><h3>{html.escape(image.name)}</h3><p class="values">{html.escape(values)}</p>'
-        f'<details><summary>Compare, error map and crops</summary>{"".join(parts)}</details></section>'
+        f"<details><summary>Compare, error map and crops</summary>{''.join(parts)}</details></section>"
     )
 
 
@@ -259,16 +264,26 @@ def _document(
     gains = [image.gain for image in images if image.gain is not None]
     columns = ["#", "name", "output"] + names + (["gain"] if len(gains) == len(images) and images else [])
     head = "".join(
-        f'<th data-sort="{i}">{html.escape(c)}</th>' if c != "output" else "<th>output</th>" for i, c in enumerate(columns)
+        f'<th data-sort="{i}">{html.escape(c)}</th>' if c != "output" else "<th>output</th>"
+        for i, c in enumerate(columns)
     )
-    facts = [("protocol", header.protocol), ("command", header.command), ("created", header.created), ("restorecli", header.version)]
+    facts = [
+        ("protocol", header.protocol),
+        ("command", header.command),
+        ("created", header.created),
+        ("restorecli", header.version),
+    ]
     facts += list(header.model.items())
-    header_rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in facts)
+    header_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in facts
+    )
     means = " · ".join(f"{html.escape(k)} {_number(v)}" for k, v in summary.items())
     if gains and len(gains) == len(images):
         chart = visuals.histogram_svg(gains, "PSNR gain (dB)")
     else:
-        chart = visuals.histogram_svg([image.values.get(names[0], math.nan) for image in images], names[0]) if names else ""
+        chart = (
+            visuals.histogram_svg([image.values.get(names[0], math.nan) for image in images], names[0]) if names else ""
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(header.title)}</title><style>{_STYLE}</style></head>

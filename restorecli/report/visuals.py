@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage import measure
 
 from restorecli.images import dtype_max, split_alpha
 
@@ -19,7 +18,16 @@ CROP_ZOOM = 3
 # Inferno-like ramp (black -> purple -> orange -> pale yellow) for error heat-maps: dark where the
 # output is right, bright where it is wrong, readable by colour-blind readers.
 _RAMP = np.array(
-    [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39], [252, 255, 164]],
+    [
+        [0, 0, 4],
+        [40, 11, 84],
+        [101, 21, 110],
+        [159, 42, 99],
+        [212, 72, 66],
+        [245, 125, 21],
+        [250, 193, 39],
+        [252, 255, 164],
+    ],
     dtype=np.float64,
 )
 
@@ -109,14 +117,6 @@ def zoomed_crop(image: np.ndarray, region: Region, zoom: int = CROP_ZOOM) -> np.
     return np.repeat(np.repeat(window, zoom, axis=0), zoom, axis=1)
 
 
-@dataclass(frozen=True)
-class TargetMarks:
-    """Centroids ``(row, col)`` of ground-truth targets, split by whether the prediction found them."""
-
-    detected: tuple[tuple[float, float], ...]
-    missed: tuple[tuple[float, float], ...]
-
-
 def mask_overlay(image: np.ndarray, predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Blend masks over the picture: true positives green, false alarms red, misses blue.
 
@@ -124,30 +124,14 @@ def mask_overlay(image: np.ndarray, predicted: np.ndarray, target: np.ndarray) -
     (the ground truth's own picture when there is no other).
     """
     base = display_rgb(image).astype(np.float64) * 0.55
-    hit, false_alarm, miss = (predicted != 0) & (target != 0), (predicted != 0) & (target == 0), (predicted == 0) & (target != 0)
+    hit, false_alarm, miss = (
+        (predicted != 0) & (target != 0),
+        (predicted != 0) & (target == 0),
+        (predicted == 0) & (target != 0),
+    )
     for mask, color in ((hit, (40, 220, 90)), (false_alarm, (235, 60, 50)), (miss, (60, 120, 255))):
         base[mask] = base[mask] * 0.3 + np.asarray(color, dtype=np.float64) * 0.7
     return np.round(base).clip(0, 255).astype(np.uint8)
-
-
-def mark_targets(predicted: np.ndarray, target: np.ndarray, distance: float) -> TargetMarks:
-    """Which ground-truth targets a prediction detects, by the PD rule (a predicted component's
-    centroid closer than ``distance`` pixels, each used once), as :func:`restorecli.metrics.segmentation.detect_targets`.
-    """
-    found = [region.centroid for region in measure.regionprops(measure.label(predicted != 0, connectivity=2))]
-    unused = np.ones(len(found), dtype=bool)
-    centres = np.asarray(found, dtype=np.float64).reshape(-1, 2)
-    detected, missed = [], []
-    for region in measure.regionprops(measure.label(target != 0, connectivity=2)):
-        gaps = np.linalg.norm(centres - np.asarray(region.centroid), axis=1)
-        candidates = np.flatnonzero(unused & (gaps < distance))
-        centroid = (float(region.centroid[0]), float(region.centroid[1]))
-        if candidates.size:
-            unused[candidates[0]] = False
-            detected.append(centroid)
-        else:
-            missed.append(centroid)
-    return TargetMarks(tuple(detected), tuple(missed))
 
 
 def histogram_svg(values: list[float], label: str, bins: int = 12, width: int = 420, height: int = 160) -> str:

@@ -24,7 +24,7 @@ from restorecli.data.dataset import describe_missing, index_dataset, read_id_lis
 from restorecli.errors import ConfigError, DatasetError, ImageReadError
 from restorecli.images import list_images, read_array, split_alpha
 from restorecli.train import degradations
-from restorecli.train.degradations import DegradationParams, NoiseParams
+from restorecli.train.degradations import DegradationParams, NoiseParams, size_factor
 from restorecli.train.degradations.files import to_float, to_pixels
 from restorecli.train.recipe import DegradationSection, Recipe, ValidationSection, to_plain
 
@@ -39,7 +39,7 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     """Float ``(H, W[, C])`` -> ``(H, W, channels)``: alpha dropped, grey repeated or RGB turned to luma."""
     if image.ndim == 2:
         image = image[:, :, None]
-    image = image[:, :, :3]
+    image = image[:, :, : 1 if image.shape[2] == 2 else 3]  # grey + alpha keeps its grey plane
     if channels == 3 and image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     elif channels == 1 and image.shape[2] == 3:
@@ -90,6 +90,11 @@ def center_window(shape: tuple[int, ...], size: int) -> tuple[slice, slice]:
     return slice(top, top + height), slice(left, left + width)
 
 
+def scaled_window(window: tuple[slice, slice], scale: int) -> tuple[slice, slice]:
+    """The same region ``scale`` times larger: a low-resolution window's place in the high-resolution image."""
+    return tuple(slice(part.start * scale, part.stop * scale) for part in window)  # type: ignore[return-value]
+
+
 def _check_fits(shape: tuple[int, ...], patch: int, path: Path) -> None:
     if shape[0] < patch or shape[1] < patch:
         raise DatasetError(
@@ -107,6 +112,10 @@ class CleanDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     A window of ``patch + 2 * margin`` (where the image allows) is degraded and the centred patch
     kept, so blur kernels and rain streaks near the patch border draw on real neighbouring pixels.
     Augmentation comes before degradation so rain keeps its falling direction.
+
+    Downscaling (super-resolution) uses no margin: the window is the high-resolution patch (a
+    multiple of the scale) and its whole reduction, ``patch / scale`` pixels a side, the input, so
+    every input pixel sits over the ``scale x scale`` target pixels it was made from.
     """
 
     def __init__(
@@ -122,8 +131,9 @@ class CleanDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.files = list(files)
         self.kind = degradation.kind
         self.params = degradations_params(degradation)
+        self.scale = size_factor(self.params)
         self.seed = seed
-        self.margin = margin
+        self.margin = margin if self.scale == 1 else 0
         self.augment = augment
         self.channels = channels
         self.grey_fraction = grey_fraction
@@ -145,8 +155,8 @@ class CleanDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if self.grey_fraction and self.channels == 3 and rng.random() < self.grey_fraction:
             window = to_channels(to_channels(window, 1), 3)
         degraded = degradations.degrade(self.kind, window, rng, self.params)
-        keep = center_window(window.shape, patch)
-        return _to_chw(np.asarray(degraded, dtype=np.float32)[keep]), _to_chw(window[keep])
+        keep = center_window(degraded.shape, patch // self.scale)
+        return _to_chw(np.asarray(degraded, dtype=np.float32)[keep]), _to_chw(window[scaled_window(keep, self.scale)])
 
 
 class PairedDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -336,11 +346,17 @@ class ValidationItem:
 
 
 def validation_degradation(section: ValidationSection, recipe: Recipe) -> DegradationSection:
-    """The validation degradation: the section's own, else the training kind with default parameters."""
+    """The validation degradation: the section's own, else the training kind with default parameters.
+
+    Downscaling keeps the training parameters instead: it is deterministic, and a network is only
+    scored at its own scale.
+    """
     if section.degradation is not None:
         return section.degradation
     if recipe.degradation is None:
         raise ConfigError("Expected validation.degradation to degrade validation.clean, but it is missing")
+    if size_factor(degradations_params(recipe.degradation)) > 1:
+        return recipe.degradation
     return DegradationSection(kind=recipe.degradation.kind)
 
 
@@ -350,6 +366,10 @@ def build_validation_set(section: ValidationSection, recipe: Recipe, channels: i
     The whole image is degraded (same per-file random stream as ``restore degrade``), then rounded
     to 8 bits for ``input_format = "png"``; the centre crop comes after, so scores on the crop match
     scores of the same region of the files ``restore degrade`` writes.
+
+    For downscaling, the clean image is first cut (bottom and right) to multiples of the scale, as
+    SR test sets are; the crop is placed on the low-resolution image and scaled up, so the pair
+    stays aligned: the items' ``degraded`` is then ``scale`` times smaller than ``clean``.
     """
     items: list[ValidationItem] = []
     if section.clean:
@@ -359,16 +379,22 @@ def build_validation_set(section: ValidationSection, recipe: Recipe, channels: i
             raise ConfigError(
                 f"Expected a fixed validation sigma (the benchmark protocol), but got sigma_range={params.sigma_range}"
             )
+        scale = size_factor(params)
         files = clean_files([section.clean])
         for path in files[: section.max_images or None]:
             pixels, _ = split_alpha(read_array(path))
+            pixels = pixels[: pixels.shape[0] - pixels.shape[0] % scale, : pixels.shape[1] - pixels.shape[1] % scale]
             degraded, _ = degradations.degrade_pixels(degradation.kind, pixels, params, section.seed, path.name)
             if section.input_format == "png":
                 degraded = to_float(to_pixels(degraded, pixels.dtype))
             clean = to_float(pixels)
-            window = center_window(clean.shape, section.crop)
+            window = center_window(degraded.shape, section.crop // scale)
             items.append(
-                ValidationItem(path.stem, to_channels(degraded[window], channels), to_channels(clean[window], channels))
+                ValidationItem(
+                    path.stem,
+                    to_channels(degraded[window], channels),
+                    to_channels(clean[scaled_window(window, scale)], channels),
+                )
             )
         return items
     pairs = paired_files(section.paired or "", section.dirs, section.split, section.patterns)

@@ -27,7 +27,7 @@ from restorecli.zoo.architectures import get_arch
 from restorecli.zoo.card import ModelCard, TrainingStage, Validation, read_card, write_card
 from restorecli.zoo.loader import build_and_load
 
-TASK_BY_DEGRADATION = {"noise": "denoise", "blur": "deblur", "rain": "derain"}
+TASK_BY_DEGRADATION = {"noise": "denoise", "blur": "deblur", "rain": "derain", "downscale": "upscale"}
 
 
 @dataclass(frozen=True)

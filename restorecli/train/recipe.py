@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from restorecli.errors import ConfigError
 from restorecli.engine.padding import PadMode
+from restorecli.errors import ConfigError
+from restorecli.train.degradations import make_params, size_factor
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,9 +57,11 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DegradationSection:
-    """A synthetic degradation from :mod:`restorecli.train.degradations` (``noise``, ``blur``, ``rain``).
+    """A synthetic degradation from :mod:`restorecli.train.degradations` (``noise``, ``blur``, ``rain``, ``downscale``).
 
     ``params`` holds the fields of that kind's parameter dataclass; missing fields keep its defaults.
+    ``downscale`` (``params = { scale = 4 }``) trains super-resolution: the clean patch is the
+    high-resolution target and its MATLAB-bicubic reduction the input.
     """
 
     kind: str
@@ -77,10 +80,12 @@ class DataSection:
         patterns: per-folder file-stem templates with ``{id}`` where names differ between the folders
             (Rain100L: ``{ input = "rain-{id}", target = "norain-{id}" }``); plain stems otherwise.
         split: optional split list of ids for ``paired`` (one per line, as ``restore split`` writes).
-        patch / batch: crop size and batch size (overridden per stage by ``schedule.stages``).
+        patch / batch: crop size and batch size (overridden per stage by ``schedule.stages``); for
+            super-resolution the patch is the high-resolution target, a multiple of the scale.
         workers: DataLoader worker processes (0 = load in the training process).
         margin: extra context cropped around a patch before degrading it, so blur and rain near the
-            patch border see real neighbouring pixels; the margin is cut away afterwards.
+            patch border see real neighbouring pixels; the margin is cut away afterwards. Not used
+            by ``downscale``, which must keep the patch and its reduction aligned.
         augment: random flips and 90-degree rotations.
         grey_fraction: share of clean patches turned grey (BT.601 luma in every channel) before they
             are degraded, so one colour network also learns grey scans and photos.
@@ -152,6 +157,11 @@ class ValidationSection:
     Each image is centre-cropped to ``crop`` (0 = whole image) after degrading, and at most
     ``max_images`` are used (0 = all), to keep periodic validation cheap. The model card's scores
     use ``final_crop`` and ``final_max_images`` instead (default: every whole image).
+
+    For ``downscale`` (super-resolution), each high-resolution image is first cut to multiples of
+    the scale (as SR benchmarks are made), ``degradation`` defaults to the training one, crops are
+    high-resolution sizes (multiples of the scale), and the input scores are those of the bicubic
+    upscaled input. The SR papers' protocol is ``y_channel = true`` and ``crop_border`` = scale.
     """
 
     every: int = 1000
@@ -442,4 +452,42 @@ def _check(recipe: Recipe, source: str) -> None:
         if validation.clean and validation.degradation is None and recipe.degradation is None:
             raise ConfigError(
                 f"Expected validation.degradation to degrade validation.clean, but it is missing ({source})"
+            )
+    _check_scale(recipe, source)
+
+
+def _size_factor(section: DegradationSection | None, source: str, where: str) -> int:
+    """The degradation's size factor (1 when there is none); its settings are checked on the way."""
+    if section is None:
+        return 1
+    try:
+        return size_factor(make_params(section.kind, section.params))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} ([{where}] of {source})") from exc
+
+
+def _check_scale(recipe: Recipe, source: str) -> None:
+    """Super-resolution sizes: high-resolution patches and crops must shrink to whole pixels, aligned."""
+    scale = _size_factor(recipe.degradation, source, "degradation")
+    validation = recipe.validation
+    if validation is not None and validation.clean and validation.degradation is not None:
+        validation_scale = _size_factor(validation.degradation, source, "validation.degradation")
+        if validation_scale != scale:
+            raise ConfigError(
+                f"Expected validation.degradation to shrink images as [degradation] does ({scale}x), "
+                f"but got {validation_scale}x ({source})"
+            )
+    if scale == 1:
+        return
+    sizes = {
+        "data.patch": recipe.data.patch,
+        **{f"stage patch (until {s.until})": s.patch for s in recipe.schedule.stages},
+    }
+    if validation is not None:
+        sizes.update({"validation.crop": validation.crop, "validation.final_crop": validation.final_crop})
+    for key, size in sizes.items():
+        if size % scale:
+            raise ConfigError(
+                f"Expected {key} to be a multiple of the downscaling scale {scale} (a high-resolution size that "
+                f"shrinks to whole pixels), but got {size} ({source})"
             )

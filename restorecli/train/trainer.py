@@ -15,7 +15,8 @@ from torch import nn
 from restorecli.engine.device import precision_dtype
 from restorecli.errors import CheckpointError, ConfigError
 from restorecli.train import checkpoint as ckpt
-from restorecli.train.data import BatchPlan, ValidationItem
+from restorecli.train.data import BatchPlan, ValidationItem, degradations_params
+from restorecli.train.degradations import size_factor
 from restorecli.train.losses import build_loss
 from restorecli.train.optim import EMA, build_optimizer
 from restorecli.train.recipe import Recipe, ValidationSection, recipe_to_dict
@@ -33,6 +34,8 @@ class Trainer:
         self.arch = get_arch(recipe.model.arch)
         self.config = resolve_config(self.arch, recipe.model.config)
         self.channels = self.arch.channels(self.config)[0]
+        self.scale = self.arch.scale(self.config)
+        check_scale(recipe, self.scale)
         self.multiple, self.pad_mode = self.arch.padding(self.config, recipe.model.pad_mode)
         _seed_all(recipe.seed)
         channels_last = recipe.runtime.channels_last
@@ -68,7 +71,7 @@ class Trainer:
         return module, sorted(set(module.state_dict()) - set(state))
 
     def step(self, degraded: torch.Tensor, clean: torch.Tensor) -> float:
-        """One optimisation step on a batch; returns the loss."""
+        """One optimisation step on a batch; returns the loss (the output is ``scale`` times the input)."""
         degraded = degraded.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         clean = clean.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
@@ -150,6 +153,30 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.wall_time_s = float(state["wall_time_s"])
         self.val = ValidationScores(**state["val"]) if state.get("val") else None
+
+
+def check_scale(recipe: Recipe, scale: int) -> None:
+    """The data must shrink images by the network's scale: a x4 network learns from x4 downscaled patches.
+
+    The recipe check has already matched the validation degradation to the training one; paired
+    folders hold same-size pairs, so they only train and validate networks of scale 1.
+
+    Raises:
+        ConfigError: the recipe's data does not fit the network's scale.
+    """
+    data_scale = size_factor(degradations_params(recipe.degradation)) if recipe.degradation and recipe.data.clean else 1
+    network = f"{recipe.model.arch} {recipe.model.config or ''}".strip()
+    if data_scale != scale:
+        raise ConfigError(
+            f"Expected training inputs {scale}x smaller than their targets, the scale of {network}, but the data "
+            f'gives {data_scale}x (a network of scale N > 1 trains on [degradation] kind = "downscale", '
+            "params = { scale = N })"
+        )
+    if scale > 1 and recipe.validation is not None and recipe.validation.paired:
+        raise ConfigError(
+            f"Expected validation.clean to validate {network} (output = {scale}x input), but got validation.paired, "
+            "whose pairs have one size"
+        )
 
 
 def _seed_all(seed: int) -> None:

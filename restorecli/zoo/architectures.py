@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from restorecli.archs.camixersr import CAMixerSR
 from restorecli.archs.nafnet import NAFNet, NAFNetLocal
 from restorecli.archs.restormer import Restormer
+from restorecli.archs.safmn import SAFMN
 from restorecli.engine.padding import PadMode
 from restorecli.errors import CheckpointError, ConfigError, UnknownModelError
 
@@ -45,6 +48,7 @@ class ArchSpec:
         tlc_variant: the registry name of this family's test-time-local-converter variant.
         channels_last: inference is faster on channels-last inputs, so the engine uses it by default
             (measured per architecture by ``bench/bench_performance.py --levers``).
+        scale_rule: config -> output side / input side (1 for restoration, 2-4 for super-resolution).
     """
 
     name: str
@@ -58,6 +62,7 @@ class ArchSpec:
     local: bool = False
     tlc_variant: str | None = None
     channels_last: bool = False
+    scale_rule: Callable[[Config], int] = lambda config: 1
 
     def complete(self, kwargs: Mapping[str, Any]) -> Config:
         """Return ``kwargs`` over the constructor's defaults, as plain JSON-friendly values.
@@ -91,6 +96,10 @@ class ArchSpec:
     def channels(self, kwargs: Mapping[str, Any]) -> tuple[int, int]:
         """Image channels ``(in, out)``: 1 grey, 3 RGB, 6 dual-pixel pair."""
         return self.channel_rule(self.complete(kwargs))
+
+    def scale(self, kwargs: Mapping[str, Any]) -> int:
+        """Output side / input side: an ``(N, C, H, W)`` input gives ``(N, C', H * scale, W * scale)``."""
+        return self.scale_rule(self.complete(kwargs))
 
     def is_local(self, kwargs: Mapping[str, Any]) -> bool:
         """Whether tiling with a margin is exact (False for attention and global pooling)."""
@@ -254,6 +263,63 @@ NAFNET_LOCAL_CONFIGS: dict[str, Config] = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# SAFMN and CAMixerSR (super-resolution: output = scale x input)
+
+
+def _pixel_shuffle_scale(outputs: int, colours: int) -> int:
+    """The scale ``s`` of a tail convolution that feeds a pixel shuffle: ``outputs = colours * s**2``."""
+    return math.isqrt(outputs // colours)
+
+
+def _infer_safmn(state_dict: StateDict) -> Config | None:
+    if "to_feat.weight" not in state_dict or "feats.0.safm.aggr.weight" not in state_dict:
+        return None
+    dim = int(state_dict["to_feat.weight"].shape[0])
+    hidden = int(state_dict["feats.0.ccm.ccm.0.weight"].shape[0])
+    return {
+        "dim": dim,
+        "n_blocks": _block_count(state_dict, "feats"),
+        "ffn_scale": _ffn_factor({dim: hidden}),
+        "upscaling_factor": _pixel_shuffle_scale(int(state_dict["to_img.0.weight"].shape[0]), 3),
+    }
+
+
+def _infer_camixersr(state_dict: StateDict) -> Config | None:
+    if "head.weight" not in state_dict or "global_predictor.0.weight" not in state_dict:
+        return None
+    head = state_dict["head.weight"]
+    groups = _block_count(state_dict, "body")
+    colours = int(head.shape[1])
+    return {
+        "n_block": [_block_count(state_dict, f"body.{group}.body") for group in range(groups)],
+        "n_group": groups,
+        "n_colors": colours,
+        "n_feats": int(head.shape[0]),
+        "scale": _pixel_shuffle_scale(int(state_dict["tail.0.weight"].shape[0]), colours),
+        # out_mask.0 maps a flattened window (size**2 values) to ``size`` features.
+        "window_size": int(state_dict["body.0.body.0.mixer.route.out_mask.0.weight"].shape[0]),
+    }
+
+
+_SAFMN_EFFICIENT: Config = {"dim": 36, "n_blocks": 8, "ffn_scale": 2.0}
+_SAFMN_LARGE: Config = {"dim": 128, "n_blocks": 16, "ffn_scale": 2.0}
+SAFMN_CONFIGS: dict[str, Config] = {
+    # Efficient SR (the paper's main table; official test_benchmark_x*.yml).
+    **{f"x{scale}": {**_SAFMN_EFFICIENT, "upscaling_factor": scale} for scale in (2, 3, 4)},
+    # Classic SR and the real-world releases (official test_L_benchmark_x*.yml, SAFMN_L_*).
+    **{f"large-x{scale}": {**_SAFMN_LARGE, "upscaling_factor": scale} for scale in (2, 3, 4)},
+    # Test config: every layer kind, a few thousand parameters, milliseconds on 32x32.
+    "tiny": {"dim": 8, "n_blocks": 1, "upscaling_factor": 2},
+}
+CAMIXERSR_CONFIGS: dict[str, Config] = {
+    # Lightweight SR "Base" (60 channels, ratio 0.5; official test_x2.yml / test_x4.yml).
+    **{f"x{scale}": {"scale": scale} for scale in (2, 3, 4)},
+    # Test config: one group of one block, 8x8 windows so small inputs still have several to route.
+    "tiny": {"n_block": [1], "n_group": 1, "n_feats": 8, "scale": 2, "window_size": 8},
+}
+
+
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
@@ -291,6 +357,31 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             inferrer=_infer_nafnet,
             channels_last=True,
             tlc_variant="nafnet-local",
+        ),
+        ArchSpec(
+            name="safmn",
+            builder=SAFMN,
+            configs=SAFMN_CONFIGS,
+            default_config="x4",
+            description="SAFMN super-resolution, spatially-adaptive feature modulation (Sun et al., ICCV 2023)",
+            # Its pooling pyramid divides the size by 8; padded as spandrel pads SAFMN, so outputs equal its own
+            # (sides of 4 pixels or fewer differ otherwise: reflection then replication, not repeated reflection).
+            padding_rule=lambda config: (8, "reflect-replicate"),
+            channel_rule=lambda config: (3, 3),
+            inferrer=_infer_safmn,
+            scale_rule=lambda config: config["upscaling_factor"],
+        ),
+        ArchSpec(
+            name="camixersr",
+            builder=CAMixerSR,
+            configs=CAMIXERSR_CONFIGS,
+            default_config="x4",
+            description="CAMixerSR super-resolution, content-aware attention/convolution mixing (Wang et al., CVPR 2024)",
+            # The official forward reflect-pads to whole windows itself; padding first changes nothing.
+            padding_rule=lambda config: (config["window_size"], "reflect"),
+            channel_rule=lambda config: (config["n_colors"], config["n_colors"]),
+            inferrer=_infer_camixersr,
+            scale_rule=lambda config: config["scale"],
         ),
     )
 }
@@ -361,7 +452,24 @@ def infer_arch(state_dict: StateDict) -> tuple[str, Config]:
     zoo entry decides whether TLC applies.
 
     Raises:
-        CheckpointError: no registered family recognises the keys.
+        CheckpointError: no registered family recognises the keys, or the tensors are malformed.
+    """
+    found = recognise_arch(state_dict)
+    if found is not None:
+        return found
+    sample = ", ".join(list(state_dict)[:3]) or "no keys"
+    raise CheckpointError(
+        "Expected a Restormer, NAFNet, SAFMN or CAMixerSR state dict (keys 'patch_embed.proj.weight', "
+        "'intro.weight', 'to_feat.weight' or 'head.weight'), "
+        f"but got {sample}"
+    )
+
+
+def recognise_arch(state_dict: StateDict) -> tuple[str, Config] | None:
+    """Like :func:`infer_arch`, but None when no native family recognises the keys.
+
+    Raises:
+        CheckpointError: a family recognises the keys but the tensors are malformed.
     """
     for spec in ARCHITECTURES.values():
         try:
@@ -372,11 +480,7 @@ def infer_arch(state_dict: StateDict) -> tuple[str, Config]:
             ) from error
         if config is not None:
             return spec.name, config
-    sample = ", ".join(list(state_dict)[:3]) or "no keys"
-    raise CheckpointError(
-        f"Expected a Restormer or NAFNet state dict (keys 'patch_embed.proj.weight' or 'intro.weight'), "
-        f"but got {sample}"
-    )
+    return None
 
 
 def build_on_meta(arch: str | ArchSpec, config: str | Mapping[str, Any] | None = None) -> nn.Module:

@@ -6,6 +6,7 @@ this record, never from the architecture's name.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,13 @@ class ModelDescriptor:
         pad_multiple / pad_mode: the family's official padding rule (bottom/right).
         local: True when an output pixel depends only on a bounded neighbourhood (pure convolutions),
             so tiling with a margin is exact; False for global operators (attention, global pooling).
-        device: where ``module`` lives now; the engine updates it on fallback.
         channels_last: the architecture runs faster on channels-last inputs (engine default).
+        scale: output side / input side (1 for restoration, 2-4 for super-resolution).
+        min_size: the smallest input side the network takes; smaller inputs are padded up to it.
+        square: the network takes only square inputs (padded to the longer side).
         extra: free-form facts for display (licence, paper score, model card).
+        auto_device: the device was chosen by ``auto`` (``load_model``), so the engine may move the
+            module to the next device when this one fails (announced); a named device never changes.
     """
 
     module: nn.Module
@@ -45,6 +50,23 @@ class ModelDescriptor:
     pad_multiple: int
     pad_mode: PadMode
     local: bool
-    device: torch.device
     channels_last: bool = False
+    scale: int = 1
+    min_size: int = 0
+    square: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    auto_device: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        """Where ``module`` lives now, read from its tensors (never kept in sync by hand); CPU without any."""
+        return module_device(self.module)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer; the CPU for a module that holds none."""
+    import torch
+
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return torch.device("cpu")

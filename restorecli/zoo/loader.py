@@ -7,7 +7,6 @@ A path alone is enough: the architecture comes from a model card beside the file
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,58 +14,15 @@ from typing import Any
 import torch
 
 from restorecli.engine.padding import PadMode
-from restorecli.errors import CheckpointError, UnknownModelError, WeightsNotFoundError
+from restorecli.errors import CheckpointError, ConfigError, UnknownModelError, WeightsNotFoundError
 from restorecli.zoo import architectures, download, pretrained
 from restorecli.zoo.card import read_card
+from restorecli.zoo.checkpoint import build_skeleton, read_state_dict
 from restorecli.zoo.descriptor import ModelDescriptor
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
-_WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
+ONNX_SUFFIX = ".onnx"
 _MAX_LISTED_KEYS = 5
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint, unwrapped from ``params_ema``/``params``/``state_dict`` and ``module.``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Expected a checkpoint file, but nothing exists at {path}")
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            loaded: Any = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"Expected a valid .safetensors file, but reading failed: {exc} ({path})") from exc
-    else:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(
-                f"Expected a checkpoint of plain tensors, but it holds pickled objects that weights_only "
-                f"loading refuses to execute ({path})"
-            ) from exc
-        except (RuntimeError, OSError, EOFError, ValueError) as exc:
-            raise CheckpointError(f"Expected a PyTorch checkpoint, but reading failed: {exc} ({path})") from exc
-    return _unwrap(loaded, path)
-
-
-def _unwrap(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
-    while isinstance(loaded, Mapping) and not _is_state_dict(loaded):
-        key = next((k for k in _WRAPPER_KEYS if k in loaded), None)
-        if key is None:
-            raise CheckpointError(
-                f"Expected a state dict or one under {'/'.join(_WRAPPER_KEYS)}, but found keys "
-                f"{sorted(map(str, loaded))[:_MAX_LISTED_KEYS]} ({path})"
-            )
-        loaded = loaded[key]
-    if not isinstance(loaded, Mapping) or not loaded:
-        raise CheckpointError(f"Expected a non-empty state dict of tensors, but got {type(loaded).__name__} ({path})")
-    return {k.removeprefix("module."): v for k, v in loaded.items()}
-
-
-def _is_state_dict(mapping: Mapping[Any, Any]) -> bool:
-    return bool(mapping) and all(isinstance(v, torch.Tensor) for v in mapping.values())
 
 
 def resolve_weights(entry: pretrained.PretrainedEntry, weights: Path | None = None, *, progress: bool = True) -> Path:
@@ -129,12 +85,13 @@ def build_and_load(
     for growing a trained network into a deeper config; every tensor ``state`` has must still fit.
     """
     kwargs = architectures.resolve_config(arch, config)
-    module = architectures.build_model(arch, kwargs)
-    report = _mismatch_report(module, state, allow_missing=allow_missing)
+    # Sized and compared on the meta device: nothing is allocated for a config the file does not fit.
+    report = _mismatch_report(build_skeleton(arch, kwargs, source), state, allow_missing=allow_missing)
     if report:
         raise CheckpointError(
             f"Expected the weights to fit {arch} {kwargs}, but {report} ({source}){_guess_entry(state)}"
         )
+    module = architectures.build_model(arch, kwargs)
     module.load_state_dict(state, strict=not allow_missing)
     return module.eval(), kwargs
 
@@ -166,10 +123,28 @@ def describe(
         pad_multiple=multiple,
         pad_mode=mode,
         local=spec.is_local(kwargs),
-        device=torch.device("cpu"),
         channels_last=spec.channels_last,
+        scale=spec.scale(kwargs),
         extra=extra or {},
     )
+
+
+def build_descriptor(
+    arch: str,
+    config: str | Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    device: torch.device | str = "cpu",
+) -> ModelDescriptor:
+    """A descriptor of ``arch(config)`` with freshly initialised weights, built directly on ``device``.
+
+    For work that needs no trained weights (profiling, tests): ``meta`` gives shapes without
+    allocating, and a large network is never initialised on the CPU only to be copied elsewhere.
+    """
+    kwargs = architectures.resolve_config(arch, config)
+    with torch.device(device):
+        module = architectures.build_model(arch, kwargs).eval()
+    return describe(module, name or arch, arch, kwargs)
 
 
 def load_descriptor(
@@ -183,7 +158,8 @@ def load_descriptor(
     """Load a zoo entry or a checkpoint path into a descriptor on the CPU, in eval mode.
 
     Args:
-        name_or_path: a zoo entry name, or a ``.pth``/``.pt``/``.safetensors`` file.
+        name_or_path: a zoo entry name, a ``.pth``/``.pt``/``.safetensors`` file, or an ``.onnx`` file
+            written by ``restore export`` (run by onnxruntime, :mod:`restorecli.export`).
         weights: explicit weight file for a zoo entry (skips the cache and download).
         arch_from: for a bare checkpoint, a zoo entry whose architecture and config to use
             instead of inferring them from the keys.
@@ -196,10 +172,25 @@ def load_descriptor(
         path = resolve_weights(entry, weights, progress=progress)
         return _load_checkpoint(path, entry, tlc, name=entry.name)
     path = Path(text).expanduser()
+    if path.suffix.lower() == ONNX_SUFFIX:
+        return _describe_onnx(path, tlc)
     if path.suffix.lower() in CHECKPOINT_SUFFIXES or path.is_file():
         entry = pretrained.get_entry(arch_from) if arch_from else None
         return _load_checkpoint(path, entry, tlc, name=str(path))
     raise UnknownModelError(pretrained.unknown_name_message(text))
+
+
+def _describe_onnx(path: Path, tlc: bool | None) -> ModelDescriptor:
+    """An exported ONNX graph, run by onnxruntime behind an ``nn.Module``; its metadata gives the constraints."""
+    from restorecli.export.onnx_session import OnnxModule
+
+    if not path.is_file():
+        raise CheckpointError(f"Expected an ONNX file, but nothing exists at {path}")
+    if tlc is not None:
+        raise ConfigError(f"Expected no --tlc/--no-tlc for an ONNX graph (TLC is fixed at export), but got one ({path})")
+    module = OnnxModule(path)
+    fields = module.facts.descriptor_fields(str(path))
+    return ModelDescriptor(module=module, name=str(path), **fields, extra={"onnx": module.facts})
 
 
 def _load_checkpoint(
@@ -216,10 +207,71 @@ def _load_checkpoint(
     elif card is not None:
         arch, config, task = card.arch, card.config, card.task
     else:
-        arch, config = architectures.infer_arch(state)
+        found = architectures.recognise_arch(state)
+        if found is None:
+            if tlc:
+                raise CheckpointError(f"Expected a NAFNet checkpoint for --tlc, but the file is not one ({path})")
+            return _describe_spandrel(state, name, extra, str(path))
+        arch, config = found
         task = None
     use_tlc = entry.tlc if (tlc is None and entry is not None) else bool(tlc)
     arch = architectures.local_variant(arch) if use_tlc else arch
     module, kwargs = build_and_load(arch, config, state, str(path))
     pad_mode = card.pad_mode if card is not None else None
     return describe(module, name, arch, kwargs, task, extra, pad_mode)
+
+
+def _describe_spandrel(state: Mapping[str, torch.Tensor], name: str, extra: dict[str, Any], source: str) -> ModelDescriptor:
+    """A descriptor for an architecture restorecli has no native loader for, detected by spandrel."""
+    from restorecli.zoo import via_spandrel
+
+    found = via_spandrel.detect(state, source)
+    facts = via_spandrel.facts(found)
+    return ModelDescriptor(
+        module=found.model.eval(),
+        name=name,
+        arch=facts["arch"],
+        config={},
+        task=facts["task"],
+        in_channels=facts["in_channels"],
+        out_channels=facts["out_channels"],
+        pad_multiple=facts["pad_multiple"],
+        pad_mode="reflect-replicate",  # as spandrel pads (reflection, then replication past the side)
+        local=False,
+        scale=facts["scale"],
+        min_size=facts["min_size"],
+        square=facts["square"],
+        extra={**extra, "spandrel": facts},
+    )
+
+
+def inspect_file(path: Path) -> dict[str, Any]:
+    """What a weights file is, as ``restore inspect`` prints it: architecture, task, scale, channels,
+    size rule, parameter count, and licence and scores where a zoo entry or model card says them."""
+    descriptor = load_descriptor(Path(path))
+    facts: dict[str, Any] = {
+        "file": str(path),
+        "arch": descriptor.arch,
+        "config": descriptor.config,
+        "task": descriptor.task,
+        "scale": descriptor.scale,
+        "in_channels": descriptor.in_channels,
+        "out_channels": descriptor.out_channels,
+        "pad_multiple": descriptor.pad_multiple,
+        "pad_mode": descriptor.pad_mode,
+        "min_size": descriptor.min_size,
+        "square": descriptor.square,
+        "parameters": sum(p.numel() for p in descriptor.module.parameters()),
+    }
+    if "spandrel" in descriptor.extra:
+        detected = descriptor.extra["spandrel"]
+        facts.update(architecture=detected["arch_name"], purpose=detected["purpose"], tags=detected["tags"])
+    else:
+        matches = pretrained.entries_matching(descriptor.arch, descriptor.config)
+        if matches:
+            facts["zoo_entries"] = [entry.name for entry in matches]
+            facts["license"] = matches[0].license
+    card = descriptor.extra.get("card")
+    if card is not None:
+        facts["card"] = {"name": card.name, "score": card.measured_score(), "stages": len(card.chain())}
+    return facts

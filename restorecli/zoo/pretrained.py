@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from restorecli.errors import UnknownModelError
-from restorecli.zoo import architectures
+from restorecli.errors import ConfigError, UnknownModelError, WeightsNotFoundError
+from restorecli.zoo import architectures, download
 
 logger = logging.getLogger("restorecli.zoo")
 
@@ -22,6 +22,7 @@ COMMAND_TASKS: dict[str, tuple[Task, ...]] = {
     "derain": ("derain",),
     "deblur": ("deblur", "defocus-deblur"),
     "denoise": ("denoise", "denoise-gray", "real-denoise"),
+    "upscale": ("upscale",),
 }
 
 _RESTORMER_RELEASE = "https://github.com/swz30/Restormer/releases/download/v1.0/"
@@ -31,6 +32,15 @@ _RESTORMER_LICENSE = "Academic Public License (non-commercial)"
 _NAFNET_LICENSE = "MIT"
 _RESTORMER_ORIGIN = "Zamir et al., Restormer, CVPR 2022 (github.com/swz30/Restormer)"
 _NAFNET_ORIGIN = "Chen et al., Simple Baselines for Image Restoration, ECCV 2022 (github.com/megvii-research/NAFNet)"
+# SAFMN's bicubic (BI) models are on Google Drive and the authors' Hugging Face mirror; the
+# real-world models are GitHub release assets. CAMixerSR publishes its weights in the repository.
+_SAFMN_MIRROR = "https://huggingface.co/Meloo/SAFMN/resolve/main/"
+_SAFMN_RELEASE = "https://github.com/sunny2109/SAFMN/releases/download/v0.1.0/"
+_CAMIXERSR_FILES = "https://github.com/icandle/CAMixerSR/raw/main/pretrained_models/LightSR/"
+_SR_LICENSE = "Apache-2.0"
+_SAFMN_ORIGIN = "Sun et al., Spatially-Adaptive Feature Modulation for Efficient Image SR, ICCV 2023 (github.com/sunny2109/SAFMN)"
+_CAMIXERSR_ORIGIN = "Wang et al., CAMixerSR: Only Details Need More Attention, CVPR 2024 (github.com/icandle/CAMixerSR)"
+_SR_DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 _BUNDLED_ORIGIN = (
     "trained by restorecli: rebuild it with `restore train` and the `recipes/{task}*.toml` stages the README lists"
 )
@@ -49,6 +59,8 @@ class PretrainedEntry:
         sha256: expected digest of the file when published/known, else None.
         license / origin: terms and provenance, shown by ``restore models``.
         paper_score: what the authors report, as "dataset PSNR/SSIM".
+        protocol: the ``restore eval --protocol`` preset that reproduces how that score (or, for
+            restorecli's own weights, the model card's) was measured; None when no score is given.
         tlc: run NAFNet with the test-time local converter, as the official evaluation does.
         default_for: the command whose default model this is, if any.
     """
@@ -62,6 +74,7 @@ class PretrainedEntry:
     license: str
     origin: str
     paper_score: str = ""
+    protocol: str | None = None
     sha256: str | None = None
     tlc: bool = False
     default_for: str | None = None
@@ -69,7 +82,23 @@ class PretrainedEntry:
 
     def display_facts(self) -> dict[str, Any]:
         """The facts worth showing next to a loaded model."""
-        return {"license": self.license, "origin": self.origin, "paper_score": self.paper_score}
+        return {
+            "license": self.license,
+            "origin": self.origin,
+            "paper_score": self.paper_score,
+            "protocol": self.protocol,
+        }
+
+
+# The script behind each Restormer score, by task (restorecli.metrics.protocols names what each computes).
+_RESTORMER_PROTOCOLS = {
+    "derain": "restormer-derain",
+    "deblur": "restormer-gopro",
+    "defocus-deblur": "restormer-dpdd",
+    "denoise": "denoise-rgb",
+    "denoise-gray": "denoise-gray",
+    "real-denoise": "restormer-sidd",
+}
 
 
 def _restormer(name: str, config: str, task: Task, file: str, score: str) -> PretrainedEntry:
@@ -83,6 +112,7 @@ def _restormer(name: str, config: str, task: Task, file: str, score: str) -> Pre
         license=_RESTORMER_LICENSE,
         origin=_RESTORMER_ORIGIN,
         paper_score=score,
+        protocol=_RESTORMER_PROTOCOLS[task],
     )
 
 
@@ -97,14 +127,15 @@ def _nafnet(name: str, file: str, task: Task, drive_id: str, score: str, tlc: bo
         license=_NAFNET_LICENSE,
         origin=_NAFNET_ORIGIN,
         paper_score=score,
+        protocol=f"nafnet-{name.split('-')[0]}",  # sidd, gopro or reds: NAFNet's options/test/<set>
         tlc=tlc,
     )
 
 
-def _bundled(task: str, config: str) -> PretrainedEntry:
+def _bundled(task: str, config: str, arch: str = "nafnet", protocol: str = "restorecli-val") -> PretrainedEntry:
     return PretrainedEntry(
         name=f"restorecli-{task}",
-        arch="nafnet",
+        arch=arch,
         config=config,
         task=task,
         filename=f"restorecli-{task}.safetensors",
@@ -112,9 +143,58 @@ def _bundled(task: str, config: str) -> PretrainedEntry:
         license="MIT; trained on BSDS (non-commercial)",
         origin=_BUNDLED_ORIGIN.format(task=task),
         paper_score="see the model card beside the weights",
+        protocol=protocol,
         default_for=task,
     )
 
+
+def _sr_scores(scale: int, scores: str) -> str:
+    """``"a/b c/d ..."`` PSNR/SSIM of the five SR benchmarks -> the paper-score line (protocol stated)."""
+    pairs = scores.split()
+    if len(pairs) != len(_SR_DATASETS):
+        raise ValueError(f"Expected {len(_SR_DATASETS)} PSNR/SSIM pairs, but got {scores!r}")
+    listed = ", ".join(f"{name} {pair}" for name, pair in zip(_SR_DATASETS, pairs))
+    return f"x{scale} Y-channel PSNR/SSIM, border crop {scale}: {listed}"
+
+
+def _safmn(scale: int, scores: str) -> PretrainedEntry:
+    return PretrainedEntry(
+        name=f"safmn-x{scale}",
+        arch="safmn",
+        config=f"x{scale}",
+        task="upscale",
+        filename=f"SAFMN_DF2K_x{scale}.pth",
+        url=f"{_SAFMN_MIRROR}SAFMN_DF2K_x{scale}.pth",
+        license=_SR_LICENSE,
+        origin=_SAFMN_ORIGIN,
+        paper_score=_sr_scores(scale, scores),
+        protocol=f"sr-x{scale}",
+        notes="efficient SAFMN trained on DF2K with bicubic (MATLAB imresize) inputs",
+    )
+
+
+def _safmn_real(scale: int, file: str) -> PretrainedEntry:
+    return PretrainedEntry(
+        name=f"safmn-large-real-x{scale}",
+        arch="safmn",
+        config=f"large-x{scale}",
+        task="upscale",
+        filename=f"{file}.pth",
+        url=f"{_SAFMN_RELEASE}{file}.pth",
+        license=_SR_LICENSE,
+        origin=_SAFMN_ORIGIN,
+        paper_score="real-world model (Real-ESRGAN degradations, GAN loss, LSDIR): no PSNR reported",
+        notes="for real photos; not comparable on bicubic benchmarks",
+    )
+
+
+# Defaults trained here whose weights may not be in weights/ yet (recipes/upscale.toml): registered only
+# once the file is there, so `restore models` never lists what cannot load; until then `default_for`
+# says how to make it.
+_TRAINED_DEFAULTS: tuple[PretrainedEntry, ...] = (_bundled("upscale", "x4", arch="safmn", protocol="sr-x4"),)
+PENDING_DEFAULTS: tuple[PretrainedEntry, ...] = tuple(
+    entry for entry in _TRAINED_DEFAULTS if not (download.SHIPPED_WEIGHTS_DIR / entry.filename).is_file()
+)
 
 ENTRIES: tuple[PretrainedEntry, ...] = (
     _bundled("derain", "lite-w16"),
@@ -161,6 +241,25 @@ ENTRIES: tuple[PretrainedEntry, ...] = (
             "GoPro 33.71/0.967", tlc=True),
     _nafnet("reds-width64", "NAFNet-REDS-width64", "deblur", "14D4V4raNYIOhETfcuuLI3bGLB-OYIv6X",
             "REDS val300 29.09/0.867", tlc=True),
+    _safmn(2, "38.00/0.9605 33.54/0.9177 32.16/0.8995 31.84/0.9256 38.71/0.9771"),
+    _safmn(3, "34.34/0.9267 30.33/0.8418 29.08/0.8048 27.95/0.8474 33.52/0.9437"),
+    _safmn(4, "32.18/0.8948 28.60/0.7813 27.58/0.7359 25.97/0.7809 30.43/0.9063"),
+    _safmn_real(2, "SAFMN_L_Real_LSDIR_x2"),
+    _safmn_real(4, "SAFMN_L_Real_LSDIR_x4-v2"),
+    PretrainedEntry(
+        name="camixersr-x4",
+        arch="camixersr",
+        config="x4",
+        task="upscale",
+        filename="CAMixerSRx4_DF.pth",
+        url=f"{_CAMIXERSR_FILES}CAMixerSRx4_DF.pth",
+        license=_SR_LICENSE,
+        origin=_CAMIXERSR_ORIGIN,
+        paper_score=_sr_scores(4, "32.51/0.8988 28.82/0.7870 27.72/0.7416 26.63/0.8012 31.18/0.9166"),
+        protocol="sr-x4",
+        notes="lightweight CAMixerSR (60 channels, ratio 0.5) trained on DF2K; attention-window count depends on content",
+    ),
+    *(entry for entry in _TRAINED_DEFAULTS if entry not in PENDING_DEFAULTS),
 )
 
 _BY_NAME: dict[str, PretrainedEntry] = {entry.name: entry for entry in ENTRIES}
@@ -187,19 +286,63 @@ def get_entry(name: str) -> PretrainedEntry:
 
 
 def default_for(command: str) -> PretrainedEntry:
-    """The model a command (``derain``/``deblur``/``denoise``) uses when ``--model`` is not given."""
+    """The model a command (``derain``/``deblur``/``denoise``/``upscale``) uses when ``--model`` is not given.
+
+    Raises:
+        WeightsNotFoundError: the default is trained here and its weights are not in weights/ yet.
+        UnknownModelError: the command has no default.
+    """
     for entry in ENTRIES:
         if entry.default_for == command:
             return entry
+    for entry in PENDING_DEFAULTS:
+        if entry.default_for == command:
+            raise WeightsNotFoundError(
+                f"Expected the weights of {entry.name} at {download.SHIPPED_WEIGHTS_DIR / entry.filename}, but the "
+                f"file is missing; run `restore train recipes/{command}.toml` to train them, or pass --model"
+            )
     raise UnknownModelError(f"Expected a default model for {command!r}, but none is registered")
 
 
-def model_for_command(command: str, model: str | None) -> str:
-    """The model a task command runs: ``model`` or the command's default; warns on a task mismatch."""
+def entry_scale(entry: PretrainedEntry) -> int:
+    """Output side / input side of an entry's network (1 for restoration)."""
+    return architectures.get_arch(entry.arch).scale(architectures.resolve_config(entry.arch, entry.config))
+
+
+def model_for_command(command: str, model: str | None, scale: int | None = None) -> str:
+    """The model a task command runs: ``model`` or the command's default; warns on a task mismatch.
+
+    ``scale`` (``restore upscale --scale``) without ``model`` picks the command's default when its
+    scale fits, else the first entry of the command's tasks with that scale.
+
+    Raises:
+        ConfigError: no entry of the command's tasks has that scale (the message lists those that exist).
+        WeightsNotFoundError: the default is needed and not trained yet (see :func:`default_for`).
+    """
+    if model is None and scale is not None:
+        candidates = [entry for entry in (*ENTRIES, *PENDING_DEFAULTS) if entry.task in COMMAND_TASKS[command]]
+        fitting = [entry for entry in candidates if entry_scale(entry) == scale]
+        if not fitting:
+            scales = sorted({entry_scale(entry) for entry in candidates})
+            raise ConfigError(
+                f"Expected --scale among {', '.join(map(str, scales))} (the zoo's {command} models), but got {scale}"
+            )
+        chosen = min(fitting, key=lambda entry: entry.default_for != command)  # the default first
+        model = default_for(command).name if chosen.default_for == command else chosen.name
     name = model or default_for(command).name
     if has_entry(name) and get_entry(name).task not in COMMAND_TASKS[command]:
         logger.warning("%s is a %s model, run by `restore %s`", name, get_entry(name).task, command)
     return name
+
+
+def check_scale(name: str, model_scale: int, scale: int | None) -> None:
+    """Refuse a model whose scale is not the ``--scale`` asked for (None: any scale).
+
+    Raises:
+        ConfigError: the scales differ.
+    """
+    if scale is not None and model_scale != scale:
+        raise ConfigError(f"Expected a model that upscales x{scale} (--scale), but {name} upscales x{model_scale}")
 
 
 def entries_matching(arch: str, kwargs: Mapping[str, Any]) -> list[PretrainedEntry]:

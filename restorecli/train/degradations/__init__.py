@@ -1,4 +1,4 @@
-"""Synthetic degradations (Gaussian noise, motion blur, rain streaks) for training and evaluation sets.
+"""Synthetic degradations (Gaussian noise, motion blur, rain streaks, bicubic downscaling) for training and evaluation sets.
 
 Pure numpy/OpenCV and cheap (milliseconds per 256x256 patch), so the training loop can call
 :func:`degrade` per patch in its DataLoader workers, and ``restore degrade`` writes the same
@@ -10,6 +10,7 @@ Example:
     >>> noisy = degrade("noise", patch, rng, NoiseParams(sigma_range=(0, 50)))
     >>> blurred, kernel = degrade("blur", patch, rng, BlurParams(kind="shake"), return_kernel=True)
     >>> rainy = degrade("rain", patch, rng, RainParams.preset("heavy"))
+    >>> low_res = degrade("downscale", patch, rng, DownscaleParams(scale=4))  # (H/4, W/4, C)
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from restorecli.train.degradations.blur import (
     shake_kernel,
     shake_trajectory,
 )
-from restorecli.train.degradations.core import KINDS, DegradationKind, DegradationParams, degrade, make_params
+from restorecli.train.degradations.core import (
+    KINDS,
+    DegradationKind,
+    DegradationParams,
+    degrade,
+    make_params,
+    size_factor,
+)
+from restorecli.train.degradations.downscale import DownscaleParams, bicubic_downscale
 from restorecli.train.degradations.files import (
     DegradeSummary,
     NoiseSeeding,
@@ -43,6 +52,7 @@ __all__ = [
     "DegradationKind",
     "DegradationParams",
     "DegradeSummary",
+    "DownscaleParams",
     "KernelKind",
     "NoiseParams",
     "NoiseSeeding",
@@ -53,6 +63,7 @@ __all__ = [
     "add_rain",
     "apply_kernel",
     "benchmark_gaussian_noise",
+    "bicubic_downscale",
     "degrade",
     "degrade_files",
     "degrade_pixels",
@@ -64,4 +75,5 @@ __all__ = [
     "random_motion_kernel",
     "shake_kernel",
     "shake_trajectory",
+    "size_factor",
 ]

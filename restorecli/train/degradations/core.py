@@ -11,21 +11,28 @@ import numpy as np
 
 from restorecli.errors import ConfigError
 from restorecli.train.degradations.blur import BlurParams, motion_blur
+from restorecli.train.degradations.downscale import DownscaleParams, bicubic_downscale
 from restorecli.train.degradations.noise import NoiseParams, add_gaussian_noise
 from restorecli.train.degradations.rain import RainParams, add_rain
 from restorecli.train.degradations.ranges import check_image
 
-DegradationKind = Literal["noise", "blur", "rain"]
-DegradationParams = NoiseParams | BlurParams | RainParams
-PARAMS_BY_KIND: dict[str, type[NoiseParams | BlurParams | RainParams]] = {
+DegradationKind = Literal["noise", "blur", "rain", "downscale"]
+DegradationParams = NoiseParams | BlurParams | RainParams | DownscaleParams
+PARAMS_BY_KIND: dict[str, type[DegradationParams]] = {
     "noise": NoiseParams,
     "blur": BlurParams,
     "rain": RainParams,
+    "downscale": DownscaleParams,
 }
 KINDS: tuple[str, ...] = tuple(PARAMS_BY_KIND)
 
 
-def _params_class(kind: str) -> type[NoiseParams | BlurParams | RainParams]:
+def size_factor(params: DegradationParams) -> int:
+    """How many times smaller per side the degraded image is than the clean one (1 but for downscaling)."""
+    return params.scale if isinstance(params, DownscaleParams) else 1
+
+
+def _params_class(kind: str) -> type[DegradationParams]:
     if kind not in PARAMS_BY_KIND:
         raise ConfigError(f"Expected a degradation among {', '.join(KINDS)}, but got {kind!r}")
     return PARAMS_BY_KIND[kind]
@@ -84,15 +91,17 @@ def degrade(
     """Degrade one float image: every random choice comes from ``rng``, so a seed fixes the result.
 
     Args:
-        kind: ``noise``, ``blur`` or ``rain``.
+        kind: ``noise``, ``blur``, ``rain`` or ``downscale`` (bicubic, for super-resolution).
         image: ``(H, W)`` or ``(H, W, C)`` float pixels in ``[0, 1]`` (float32 preferred; not modified).
-        rng: a ``numpy.random.Generator``, e.g. :func:`image_rng` or ``np.random.default_rng(seed)``.
+        rng: a ``numpy.random.Generator``, e.g. :func:`image_rng` or ``np.random.default_rng(seed)``
+            (downscaling draws nothing from it).
         params: the kind's dataclass; ``None`` uses its defaults.
-        return_kernel: also return the blur kernel (``None`` for noise and rain).
+        return_kernel: also return the blur kernel (``None`` for the other kinds).
 
     Returns:
-        float32 array of the image's shape (in ``[0, 1]`` except for unclipped noise), or
-        ``(degraded, kernel)`` when ``return_kernel`` is true.
+        float32 array of the image's shape (in ``[0, 1]`` except for unclipped noise; ``ceil(side /
+        scale)`` per side for downscaling, see :func:`size_factor`), or ``(degraded, kernel)`` when
+        ``return_kernel`` is true.
     """
     params_class = _params_class(kind)
     if params is None:
@@ -105,6 +114,8 @@ def degrade(
         degraded = add_gaussian_noise(image, rng, params)
     elif isinstance(params, BlurParams):
         degraded, kernel = motion_blur(image, rng, params)
+    elif isinstance(params, DownscaleParams):
+        degraded = bicubic_downscale(image, params)
     else:
         degraded = add_rain(image, rng, params)
     return (degraded, kernel) if return_kernel else degraded

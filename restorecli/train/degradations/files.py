@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from restorecli.data.resize import imresize
 from restorecli.errors import ConfigError, ImageReadError, ImageWriteError
 from restorecli.images import (
     IMAGE_SUFFIXES,
@@ -30,6 +31,7 @@ from restorecli.images import (
     write_array,
 )
 from restorecli.train.degradations.core import DegradationKind, DegradationParams, degrade
+from restorecli.train.degradations.downscale import DownscaleParams
 from restorecli.train.degradations.noise import NoiseParams, benchmark_gaussian_noise, finish_noisy
 
 OutputFormat = Literal["auto", "png", "npy"]
@@ -72,9 +74,13 @@ def degrade_pixels(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Degrade decoded pixels (alpha excluded) as ``restore degrade`` does.
 
-    Returns the float32 result (quantized to the pixels' bit depth only where noise ``quantize`` asks)
-    and the blur kernel (``None`` for other kinds).
+    Returns the float32 result (quantized to the pixels' bit depth only where noise ``quantize`` asks,
+    and for downscaling) and the blur kernel (``None`` for other kinds).
     """
+    if isinstance(params, DownscaleParams):
+        # MATLAB resizes integer images in their own class, rounding after each pass: resizing the
+        # pixels themselves gives exactly the files ``restore degrade downscale`` writes.
+        return to_float(imresize(pixels, 1 / params.scale)), None
     levels = dtype_max(pixels.dtype)
     if isinstance(params, NoiseParams):
         if noise_seeding == "benchmark":
@@ -224,6 +230,10 @@ def degrade_files(
         raise ConfigError(f"Expected a seed >= 0, but got {seed!r}")
     if save_kernel and kind != "blur":
         raise ConfigError(f"Expected save_kernel only with blur, but got it with {kind}")
+    if isinstance(params, DownscaleParams):  # its outputs are smaller, alpha included: another writer
+        raise ConfigError(
+            "Expected noise, blur or rain here, but got downscale (use restorecli.data.resize.downscale_files)"
+        )
     plan = plan_outputs(input_path, output, output_format)
     settings: dict[str, Any] = {"seed": int(seed), "format": output_format, **vars(params)}
     if isinstance(params, NoiseParams):

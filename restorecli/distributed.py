@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
 from tqdm import tqdm
 
 from restorecli.errors import ConfigError, DeviceError, RestoreError
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 # torch (and torch.distributed) is imported where a collective or a device query runs: a single
 # process, such as a plain `restore eval` scoring files, never pays the few CPU-seconds it costs.
 
-logger = logging.getLogger("restorecli.engine")
+logger = logging.getLogger("restorecli")
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
@@ -121,12 +120,16 @@ def rank_device(request: str, context: DistContext) -> str:
     One GPU per process is torchrun's convention. Any other request (``cpu``, ``mps``, ``cuda:N``,
     ``auto`` without CUDA) is kept as given, and a single process keeps its request unchanged.
     """
-    if context.distributed and request.strip().lower() in ("auto", "cuda"):
-        from restorecli.engine.device import cuda_available
-
-        if cuda_available():
-            return f"cuda:{context.local_rank}"
+    if context.distributed and request.strip().lower() in ("auto", "cuda") and _cuda_available():
+        return f"cuda:{context.local_rank}"
     return request
+
+
+def _cuda_available() -> bool:
+    """torch's own query: this module sits below the engine (which imports it), so it asks torch directly."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class JobProgress:
@@ -312,17 +315,6 @@ class Session:
             raise kind(message)
         return shared[0]  # type: ignore[return-value]  # set by rank 0
 
-    def sum(self, array: np.ndarray) -> np.ndarray:
-        """Element-wise sum of an integer array over all ranks (all-reduce; exact, same shape everywhere)."""
-        if not self.distributed:
-            return array
-        import torch
-        import torch.distributed as dist
-
-        tensor = torch.from_numpy(np.array(array, dtype=np.int64))
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor.numpy()
-
 
 def _combined(failures: list[tuple[int, tuple[type[RestoreError], str]]], world_size: int) -> RestoreError:
     """One error for every rank: the original when all ranks agree, else each message with its ranks."""
@@ -347,9 +339,7 @@ def _backend(device: str) -> str:
     """
     import torch.distributed as dist
 
-    from restorecli.engine.device import cuda_available
-
-    if device.strip().lower().startswith("cuda") and cuda_available() and dist.is_nccl_available():
+    if device.strip().lower().startswith("cuda") and _cuda_available() and dist.is_nccl_available():
         return "cpu:gloo,cuda:nccl"
     return "gloo"
 

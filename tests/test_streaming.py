@@ -1,0 +1,210 @@
+"""Streamed forwards equal the whole-image forwards (:mod:`restorecli.archs.streaming`).
+
+Tiny random-weight models of every Restormer and NAFNet family, odd image sizes padded as the
+engine pads them, strip heights down to the minimum: max |diff| <= 1e-4 on outputs in [0, 1]'s range.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from restorecli.archs.nafnet import NAFNetLocal
+from restorecli.archs.streaming import (
+    largest_strip_height,
+    minimum_strip_height,
+    streamed_forward,
+    streamed_peak_bytes,
+    supports_streaming,
+)
+from restorecli.engine.options import RunOptions
+from restorecli.engine.padding import pad_to_multiple
+from restorecli.engine.runner import estimate_bytes_per_pixel, restore_tensor
+from restorecli.errors import ConfigError
+from restorecli.zoo.architectures import ARCHITECTURES, build_model, build_on_meta, resolve_config
+from restorecli.zoo.descriptor import ModelDescriptor
+from restorecli.zoo.loader import describe
+
+TOLERANCE = 1e-4
+_TINY_RESTORMER = {"dim": 4, "num_blocks": [1, 1, 1, 2], "num_refinement_blocks": 1, "heads": [1, 1, 2, 2]}
+# One tiny model per option of the zoo's Restormer configs (norm type, biases, heads, dual pixel, grey).
+RESTORMER_VARIANTS = {
+    "with-bias-norm": {},
+    "bias-free-norm": {"LayerNorm_type": "BiasFree"},
+    "conv-bias": {"bias": True},
+    "heads": {"heads": [2, 2, 4, 4]},
+    "dual-pixel": {"inp_channels": 6, "dual_pixel_task": True},
+    "grey": {"inp_channels": 1, "out_channels": 1},
+}
+
+
+def _randomised(model: nn.Module) -> nn.Module:
+    """Norm scales, temperatures, biases and NAFNet's residual scales off their 1/0 initialisation.
+
+    NAFNet's zero ``beta``/``gamma`` would make every block the identity, and the test vacuous.
+    """
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("body.weight", "norm1.weight", "norm2.weight", "temperature")):
+                parameter.uniform_(0.5, 2.0, generator=generator)
+            elif name.endswith(("bias", "beta", "gamma")):
+                parameter.normal_(0.0, 0.2, generator=generator)
+    return model.eval()
+
+
+def _image(channels: int, height: int, width: int, batch: int = 1) -> torch.Tensor:
+    return torch.rand(batch, channels, height, width, generator=torch.Generator().manual_seed(2))
+
+
+def _assert_streams_exactly(model: nn.Module, x: torch.Tensor, strips: list[int]) -> None:
+    with torch.inference_mode():
+        expected = model(x)
+        assert 0.05 < expected.std() and expected.abs().max() < 10  # a non-trivial output on [0, 1]'s scale
+        for strip in strips:
+            actual = streamed_forward(model, x, strip)
+            assert actual.shape == expected.shape
+            assert (actual - expected).abs().max() <= TOLERANCE, f"strip height {strip}"
+
+
+@pytest.mark.parametrize("variant", RESTORMER_VARIANTS)
+def test_restormer_streams_exactly(variant: str) -> None:
+    model = _randomised(build_model("restormer", {**_TINY_RESTORMER, **RESTORMER_VARIANTS[variant]}))
+    x = pad_to_multiple(_image(model.patch_embed.proj.in_channels, 37, 51), 8, "reflect")  # 40 x 56, as the engine pads
+    _assert_streams_exactly(model, x, [minimum_strip_height(model), 4, 6, 10, 16, 64])
+
+
+@pytest.mark.parametrize("arch", ["nafnet", "nafnet-local"])
+def test_nafnet_streams_exactly(arch: str) -> None:
+    # 70 x 45 is no multiple of 4 (NAFNet pads inside) and exceeds the tiny TLC window (48): local pooling.
+    model = _randomised(build_model(arch, "tiny"))
+    _assert_streams_exactly(model, _image(3, 70, 45), [minimum_strip_height(model), 4, 6, 14, 128])
+
+
+def test_tlc_streams_exactly_while_its_windows_cover_the_image() -> None:
+    # At 30 x 45 the windows cover every level: TLC pools globally, streamed through sums.
+    model = _randomised(build_model("nafnet-local", "tiny"))
+    _assert_streams_exactly(model, _image(3, 30, 45), [2, 8])
+
+
+def test_fast_tlc_streams_exactly() -> None:
+    model = _randomised(
+        build_model("nafnet-local", {**ARCHITECTURES["nafnet-local"].configs["tiny"], "fast_imp": True})
+    )
+    _assert_streams_exactly(model, _image(3, 70, 45), [2, 10])
+
+
+@pytest.mark.parametrize("arch", ["restormer", "nafnet"])
+def test_batches_and_channels_last_stream_exactly(arch: str) -> None:
+    model = _randomised(build_model(arch, _TINY_RESTORMER if arch == "restormer" else "tiny"))
+    x = _image(3, 32, 40, batch=2)
+    with torch.inference_mode():
+        expected = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        actual = streamed_forward(model, x.contiguous(memory_format=torch.channels_last), 6)
+    assert (actual - expected).abs().max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("arch", ["restormer", "nafnet"])
+def test_autocast_bf16_streams_close_to_the_autocast_forward(arch: str) -> None:
+    model = _randomised(build_model(arch, _TINY_RESTORMER if arch == "restormer" else "tiny"))
+    x = _image(3, 32, 40)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model(x).float()
+        actual = streamed_forward(model, x, 4)
+    assert actual.dtype == torch.float32
+    assert (actual - expected).abs().max() < 0.05  # bf16 rounding of the maps, not a different result
+
+
+def test_bf16_store_stays_close_to_fp32() -> None:
+    model = _randomised(build_model("restormer", _TINY_RESTORMER))
+    x = _image(3, 32, 40)
+    with torch.inference_mode():
+        exact = streamed_forward(model, x, 8)
+        stored = streamed_forward(model, x, 8, store_dtype=torch.bfloat16)
+    assert 0 < (stored - exact).abs().max() < 0.05
+
+
+def test_every_registered_restormer_and_nafnet_config_streams() -> None:
+    for name in ("restormer", "nafnet", "nafnet-local"):
+        for config in ARCHITECTURES[name].configs:
+            assert supports_streaming(build_on_meta(name, config)), (name, config)
+    assert not supports_streaming(nn.Conv2d(3, 3, 3))
+
+
+def test_invalid_requests_raise_config_errors() -> None:
+    model = build_model("restormer", _TINY_RESTORMER).eval()
+    with pytest.raises(ConfigError, match="even strip height"):
+        streamed_forward(model, _image(3, 16, 16), 3)
+    with pytest.raises(ConfigError, match="multiples of 8"):
+        streamed_forward(model, _image(3, 20, 16), 4)
+    with pytest.raises(ConfigError, match="Restormer or NAFNet"):
+        streamed_forward(nn.Conv2d(3, 3, 3), _image(3, 16, 16), 4)
+
+
+def test_output_is_an_inference_tensor_even_with_gradients_enabled() -> None:
+    # Inference only: maps are overwritten in place, so there is never an autograd graph.
+    model = build_model("nafnet", "tiny").eval()
+    out = streamed_forward(model, _image(3, 16, 16), 4)
+    assert out.is_inference() and not out.requires_grad
+
+
+def test_peak_estimate_grows_with_the_strip_and_sizes_the_largest_strip() -> None:
+    model = build_on_meta("restormer", "deraining")
+    shape = (1, 3, 1024, 1024)
+    small, large = (streamed_peak_bytes(model, shape, strip) for strip in (8, 64))
+    assert small < large
+    # The floor: [dec, enc1] at full resolution plus the other encoder levels, 2.875 * 48 channels.
+    assert streamed_peak_bytes(model, shape, 0) > 2.875 * 48 * 4 * 1024 * 1024
+    strip = largest_strip_height(model, shape, large)
+    assert strip is not None and 64 <= strip <= 66
+    assert streamed_peak_bytes(model, shape, strip) <= large
+    assert largest_strip_height(model, shape, 10 << 40) == 1024  # never more than the image
+    assert largest_strip_height(model, shape, small // 4) is None  # not even the minimum strip fits
+    assert streamed_peak_bytes(model, shape, 8, store_dtype=torch.bfloat16) < small
+    tlc = NAFNetLocal(width=16, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1])
+    plain = build_model("nafnet", {"width": 16, "enc_blk_nums": [1, 1], "dec_blk_nums": [1, 1]})
+    assert streamed_peak_bytes(tlc, shape, 8) > streamed_peak_bytes(plain, shape, 8)  # TLC pools whole maps
+
+
+# ------------------------------------------------------------------------------------------------
+# The engine streams instead of tiling
+
+
+def _tiny_restormer_descriptor() -> ModelDescriptor:
+    kwargs = resolve_config("restormer", _TINY_RESTORMER)
+    return describe(_randomised(build_model("restormer", kwargs)), "tiny-restormer", "restormer", kwargs)
+
+
+def _engine_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "restorecli.engine"]
+
+
+def test_the_engine_streams_an_image_over_its_memory_budget_instead_of_tiling(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    descriptor = _tiny_restormer_descriptor()
+    x = _image(3, 197, 131)  # padded to 200 x 136: taller than one strip
+    whole = restore_tensor(descriptor, x, RunOptions(tile=1 << 30, tile_batch=1))
+    budget = streamed_peak_bytes(descriptor.module, (1, 3, 200, 136), 8)
+    assert 200 * 136 * estimate_bytes_per_pixel(descriptor) > budget  # the whole image does not fit
+    with caplog.at_level(logging.DEBUG, logger="restorecli.engine"):
+        streamed = restore_tensor(descriptor, x, RunOptions(max_memory=budget))
+    assert _engine_messages(caplog) == ["200x136 streams through tiny-restormer in 8-row strips"]  # no tiling warning
+    assert (streamed - whole).abs().max() <= TOLERANCE
+
+
+def test_the_engine_tiles_when_asked_or_when_not_even_a_strip_fits(caplog: pytest.LogCaptureFixture) -> None:
+    descriptor = _tiny_restormer_descriptor()
+    x = _image(3, 200, 136)
+    with caplog.at_level(logging.DEBUG, logger="restorecli.engine"):
+        restore_tensor(descriptor, x, RunOptions(tile=64, overlap=16))
+        assert not any("streams" in message for message in _engine_messages(caplog))
+        minimum = streamed_peak_bytes(descriptor.module, (1, 3, 200, 136), 2)
+        restore_tensor(descriptor, x, RunOptions(max_memory=minimum - 1))
+    messages = _engine_messages(caplog)
+    assert not any("streams" in message for message in messages)
+    assert any("tiling at" in message for message in messages)  # the last resort, announced
