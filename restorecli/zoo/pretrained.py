@@ -199,7 +199,7 @@ PENDING_DEFAULTS: tuple[PretrainedEntry, ...] = tuple(
 ENTRIES: tuple[PretrainedEntry, ...] = (
     _bundled("derain", "lite-w16"),
     _bundled("deblur", "lite-w16-deeper"),
-    _bundled("denoise", "lite-w16"),
+    _bundled("denoise", "lite-w16-full"),
     _restormer(
         "derain", "deraining", "derain", "deraining", "Y-channel mean of 5 sets 33.96/0.935; Rain100L 38.99/0.978"
     ),
