@@ -16,7 +16,7 @@ from functools import partial
 import cv2
 import numpy as np
 
-from restorecli.train.degradations import (
+from restorecli.data.degradations import (
     RAIN_PRESETS,
     BlurParams,
     DegradationParams,

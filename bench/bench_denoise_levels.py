@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from restorecli import load_model, restore_image
+from restorecli.data.degradations import benchmark_gaussian_noise
 from restorecli.images import list_images, read_array
 from restorecli.metrics.psnr_ssim import psnr
-from restorecli.train.degradations import benchmark_gaussian_noise
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "Kodak24"
 

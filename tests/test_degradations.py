@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from restorecli.errors import ConfigError, ImageWriteError
-from restorecli.images import read_array, write_array
-from restorecli.train.degradations import (
+from restorecli.data.degradations import (
     RAIN_PRESETS,
     BlurParams,
     DegradationKind,
@@ -30,6 +28,8 @@ from restorecli.train.degradations import (
     random_motion_kernel,
     shake_kernel,
 )
+from restorecli.errors import ConfigError, ImageWriteError
+from restorecli.images import read_array, write_array
 
 KIND_PARAMS = [
     ("noise", NoiseParams(sigma_range=(0.0, 50.0))),

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+from restorecli.data.degradations import RAIN_PRESETS, RainParams, degrade, make_params, rain_layer
+from restorecli.data.degradations import rain as rain_module
+from restorecli.data.degradations.rain import composite, pick_component, streak_kernel
 from restorecli.errors import ConfigError
-from restorecli.train.degradations import RAIN_PRESETS, RainParams, degrade, make_params, rain_layer
-from restorecli.train.degradations import rain as rain_module
-from restorecli.train.degradations.rain import composite, pick_component, streak_kernel
 from restorecli.train.recipe import load_recipe
 
 SINGLE_PRESETS = [name for name, params in RAIN_PRESETS.items() if not params.mixture]

@@ -12,6 +12,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 from torch import nn
 
+from restorecli.data.degradations import degrade_files, make_params
 from restorecli.errors import ConfigError, DatasetError
 from restorecli.images import read_array, write_array
 from restorecli.train.data import (
@@ -22,7 +23,6 @@ from restorecli.train.data import (
     build_validation_set,
     paired_files,
 )
-from restorecli.train.degradations import degrade_files, make_params
 from restorecli.train.losses import build_loss, charbonnier_loss, fft_l1_loss, l1_loss, psnr_loss
 from restorecli.train.optim import EMA, WarmupCosine
 from restorecli.train.recipe import DegradationSection, LossSection, ValidationSection, recipe_from_dict

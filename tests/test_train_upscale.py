@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from restorecli.api import load_model
+from restorecli.data.degradations import DownscaleParams, degrade, degrade_files, make_params, size_factor
 from restorecli.data.resize import downscale_files, imresize
 from restorecli.errors import ConfigError
 from restorecli.images import read_array, write_array
 from restorecli.metrics.psnr_ssim import psnr
 from restorecli.train.data import CleanDataset, ValidationItem, build_validation_set
-from restorecli.train.degradations import DownscaleParams, degrade, degrade_files, make_params, size_factor
 from restorecli.train.loop import train
 from restorecli.train.recipe import DegradationSection, Recipe, ValidationSection, load_recipe, recipe_from_dict
 from restorecli.train.trainer import Trainer

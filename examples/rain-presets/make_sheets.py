@@ -17,8 +17,8 @@ from PIL import Image
 
 from restorecli.images import read_array
 from restorecli.metrics.psnr_ssim import psnr
-from restorecli.train.degradations import RainParams, degrade_pixels
-from restorecli.train.degradations.files import to_pixels
+from restorecli.data.degradations import RainParams, degrade_pixels
+from restorecli.data.degradations.files import to_pixels
 
 SHEET_IMAGES = ("kodim14.png", "kodim21.png", "kodim23.png")
 CROP = 288  # pixels of each tile: streaks are judged at full resolution, not downscaled

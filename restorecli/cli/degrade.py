@@ -20,7 +20,7 @@ from restorecli.cli.common import (
 from restorecli.errors import display_path, escape_text
 
 if TYPE_CHECKING:
-    from restorecli.train.degradations import DegradeSummary
+    from restorecli.data.degradations import DegradeSummary
 
 Range = tuple[float, float]
 
@@ -53,7 +53,7 @@ FormatOption = Annotated[
 def _run(
     kind: str, input_path: Path, output: Path, params: Any, seed: int, as_json: bool, quiet: bool, **options: Any
 ) -> None:
-    from restorecli.train.degradations import degrade_files
+    from restorecli.data.degradations import degrade_files
 
     progress = not (as_json or quiet)
     summary = degrade_files(kind, input_path, output, params, seed, progress=progress, **options)  # type: ignore[arg-type]
@@ -106,7 +106,7 @@ def noise(
     quiet: QuietOption = False,
 ) -> None:
     """Additive white Gaussian noise; by default the papers' protocol, rounded and clipped to the image's bit depth."""
-    from restorecli.train.degradations import NoiseParams
+    from restorecli.data.degradations import NoiseParams
 
     params = NoiseParams(sigma=sigma, clip=clip, quantize=quantize)
     _run("noise", input_path, output, params, seed, as_json, quiet, noise_seeding=seeding, output_format=output_format)
@@ -140,7 +140,7 @@ def blur(
     quiet: QuietOption = False,
 ) -> None:
     """Random motion blur: each image gets its own kernel (normalised to sum 1, centred, no shift)."""
-    from restorecli.train.degradations import BlurParams
+    from restorecli.data.degradations import BlurParams
 
     overrides: dict[str, Any] = {"kind": kernel}
     if kernel_size is not None:
@@ -185,7 +185,7 @@ def rain(
     quiet: QuietOption = False,
 ) -> None:
     """Synthetic rain: streak layers added (O = B + S) or screen-blended, under a veil for heavy rain; clipped."""
-    from restorecli.train.degradations import RainParams
+    from restorecli.data.degradations import RainParams
 
     ranges = {
         "density_range": density,

@@ -29,7 +29,7 @@ from restorecli.errors import ConfigError, ImageReadError, ImageWriteError
 from restorecli.images import read_array, write_array
 
 if TYPE_CHECKING:  # the file machinery loads OpenCV; imresize alone does not need it
-    from restorecli.train.degradations.files import DegradeSummary
+    from restorecli.data.degradations.files import DegradeSummary
 
 # Keys' cubic convolution parameter in MATLAB's bicubic kernel.
 CUBIC_A = -0.5
@@ -157,7 +157,7 @@ def downscale_files(
     Raises:
         ConfigError: ``scale`` below 2 or an unknown output format.
     """
-    from restorecli.train.degradations.files import DegradeSummary, plan_outputs
+    from restorecli.data.degradations.files import DegradeSummary, plan_outputs
 
     if int(scale) != scale or scale < 2:
         raise ConfigError(f"Expected an integer downscaling factor >= 2, but got {scale!r}")

@@ -1,5 +1,5 @@
-"""Training: recipes, datasets, synthetic degradations, the training loop and model export.
+"""Training: recipes, datasets, the training loop and model export.
 
-The synthetic degradations (:mod:`restorecli.train.degradations`) are pure numpy/OpenCV so the
+The synthetic degradations (:mod:`restorecli.data.degradations`) are pure numpy/OpenCV so the
 ``restore degrade`` command and the on-the-fly training data share one implementation and one seeding.
 """

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from restorecli.data import degradations
 from restorecli.data.dataset import describe_missing, index_dataset, read_id_list
+from restorecli.data.degradations import DegradationParams, NoiseParams, size_factor
+from restorecli.data.degradations.files import to_float, to_pixels
 from restorecli.errors import ConfigError, DatasetError, ImageReadError
 from restorecli.images import list_images, read_array, split_alpha
-from restorecli.train import degradations
-from restorecli.train.degradations import DegradationParams, NoiseParams, size_factor
-from restorecli.train.degradations.files import to_float, to_pixels
 from restorecli.train.recipe import DegradationSection, Recipe, ValidationSection, to_plain
 
 SampleKey = tuple[int, int, int]

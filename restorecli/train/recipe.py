@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from restorecli.data.degradations import make_params, size_factor
 from restorecli.engine.padding import PadMode
 from restorecli.errors import ConfigError
-from restorecli.train.degradations import make_params, size_factor
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,7 +57,7 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DegradationSection:
-    """A synthetic degradation from :mod:`restorecli.train.degradations` (``noise``, ``blur``, ``rain``, ``downscale``).
+    """A synthetic degradation from :mod:`restorecli.data.degradations` (``noise``, ``blur``, ``rain``, ``downscale``).
 
     ``params`` holds the fields of that kind's parameter dataclass; missing fields keep its defaults.
     ``downscale`` (``params = { scale = 4 }``) trains super-resolution: the clean patch is the

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from restorecli.data.degradations import size_factor
 from restorecli.engine.device import precision_dtype
 from restorecli.errors import CheckpointError, ConfigError
 from restorecli.train import checkpoint as ckpt
 from restorecli.train.data import BatchPlan, ValidationItem, degradations_params
-from restorecli.train.degradations import size_factor
 from restorecli.train.losses import build_loss
 from restorecli.train.optim import EMA, build_optimizer
 from restorecli.train.recipe import Recipe, ValidationSection, recipe_to_dict

@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from restorecli.train.degradations.blur import (
+from restorecli.data.degradations.blur import (
     BlurParams,
     KernelKind,
     apply_kernel,
@@ -24,7 +24,7 @@ from restorecli.train.degradations.blur import (
     shake_kernel,
     shake_trajectory,
 )
-from restorecli.train.degradations.core import (
+from restorecli.data.degradations.core import (
     KINDS,
     DegradationKind,
     DegradationParams,
@@ -32,8 +32,8 @@ from restorecli.train.degradations.core import (
     make_params,
     size_factor,
 )
-from restorecli.train.degradations.downscale import DownscaleParams, bicubic_downscale
-from restorecli.train.degradations.files import (
+from restorecli.data.degradations.downscale import DownscaleParams, bicubic_downscale
+from restorecli.data.degradations.files import (
     DegradeSummary,
     NoiseSeeding,
     OutputFormat,
@@ -42,8 +42,8 @@ from restorecli.train.degradations.files import (
     image_rng,
     plan_outputs,
 )
-from restorecli.train.degradations.noise import NoiseParams, add_gaussian_noise, benchmark_gaussian_noise
-from restorecli.train.degradations.rain import RAIN_PRESETS, RainParams, RainPreset, add_rain, rain_layer
+from restorecli.data.degradations.noise import NoiseParams, add_gaussian_noise, benchmark_gaussian_noise
+from restorecli.data.degradations.rain import RAIN_PRESETS, RainParams, RainPreset, add_rain, rain_layer
 
 __all__ = [
     "KINDS",

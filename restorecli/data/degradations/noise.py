@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from restorecli.data.degradations.ranges import as_range, check_image, uniform
 from restorecli.errors import ConfigError
-from restorecli.train.degradations.ranges import as_range, check_image, uniform
 
 DEFAULT_SIGMA = 25.0
 EIGHT_BIT_MAX = 255

@@ -30,9 +30,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from restorecli.data.degradations.blur import convolve_valid, linear_motion_kernel
+from restorecli.data.degradations.ranges import as_range, check_image, uniform
 from restorecli.errors import ConfigError
-from restorecli.train.degradations.blur import convolve_valid, linear_motion_kernel
-from restorecli.train.degradations.ranges import as_range, check_image, uniform
 
 RainPreset = Literal["light", "medium", "mixed", "rain100l", "rain100h", "photoshop", "heavy", "mixture"]
 Blend = Literal["add", "screen"]

@@ -9,12 +9,12 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from restorecli.data.degradations.blur import BlurParams, motion_blur
+from restorecli.data.degradations.downscale import DownscaleParams, bicubic_downscale
+from restorecli.data.degradations.noise import NoiseParams, add_gaussian_noise
+from restorecli.data.degradations.rain import RainParams, add_rain
+from restorecli.data.degradations.ranges import check_image
 from restorecli.errors import ConfigError
-from restorecli.train.degradations.blur import BlurParams, motion_blur
-from restorecli.train.degradations.downscale import DownscaleParams, bicubic_downscale
-from restorecli.train.degradations.noise import NoiseParams, add_gaussian_noise
-from restorecli.train.degradations.rain import RainParams, add_rain
-from restorecli.train.degradations.ranges import check_image
 
 DegradationKind = Literal["noise", "blur", "rain", "downscale"]
 DegradationParams = NoiseParams | BlurParams | RainParams | DownscaleParams

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from restorecli.data.degradations.ranges import as_probability, as_range, check_image, uniform
 from restorecli.errors import ConfigError
-from restorecli.train.degradations.ranges import as_probability, as_range, check_image, uniform
 
 KernelKind = Literal["linear", "shake", "mixed"]
 KERNEL_KINDS: tuple[str, ...] = ("linear", "shake", "mixed")

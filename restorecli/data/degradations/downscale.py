@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from restorecli.data.degradations.ranges import check_image
 from restorecli.data.resize import imresize
 from restorecli.errors import ConfigError
-from restorecli.train.degradations.ranges import check_image
 
 # The factors the shipped super-resolution networks (SAFMN, CAMixerSR) are released for.
 SCALES: tuple[int, ...] = (2, 3, 4)

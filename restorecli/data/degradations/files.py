@@ -18,6 +18,9 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from restorecli.data.degradations.core import DegradationKind, DegradationParams, degrade
+from restorecli.data.degradations.downscale import DownscaleParams
+from restorecli.data.degradations.noise import NoiseParams, benchmark_gaussian_noise, finish_noisy
 from restorecli.data.resize import imresize
 from restorecli.errors import ConfigError, ImageReadError, ImageWriteError
 from restorecli.images import (
@@ -30,9 +33,6 @@ from restorecli.images import (
     split_alpha,
     write_array,
 )
-from restorecli.train.degradations.core import DegradationKind, DegradationParams, degrade
-from restorecli.train.degradations.downscale import DownscaleParams
-from restorecli.train.degradations.noise import NoiseParams, benchmark_gaussian_noise, finish_noisy
 
 OutputFormat = Literal["auto", "png", "npy"]
 NoiseSeeding = Literal["benchmark", "per-file"]
