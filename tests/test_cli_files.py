@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from restorecli.cli.app import app
@@ -14,16 +13,8 @@ from restorecli.engine.files import find_inputs, output_name, output_paths
 from restorecli.engine.options import OutputOptions
 from restorecli.errors import ConfigError, ImageWriteError
 from restorecli.images import convert_for_format, list_folder, read_array, write_array
-from restorecli.zoo import architectures
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.pth"
-    torch.save({"params": architectures.build_model("nafnet", "tiny").state_dict()}, path)
-    return path
 
 
 def _pixels(shape: tuple[int, ...], dtype: type = np.uint8, seed: int = 0) -> np.ndarray:

@@ -17,13 +17,6 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.pth"
-    torch.save({"params": architectures.build_model("nafnet", "tiny").state_dict()}, path)
-    return path
-
-
-@pytest.fixture
 def images(tmp_path: Path) -> Path:
     folder = tmp_path / "in"
     rng = np.random.default_rng(0)

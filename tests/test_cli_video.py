@@ -8,25 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from restorecli.cli.app import app
 from restorecli.engine import batch
 from restorecli.images import write_array
 from restorecli.video import probe
-from restorecli.zoo import architectures
 from tests.clips import audio_packets, count_frames, make_clip
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 runner = CliRunner()
-
-
-@pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.pth"
-    torch.save({"params": architectures.build_model("nafnet", "tiny").state_dict()}, path)
-    return path
 
 
 @pytest.fixture
