@@ -70,3 +70,10 @@ def test_unknown_keys_are_a_checkpoint_error_naming_the_file(tmp_path: Path) -> 
     torch.save({"weight": torch.zeros(3, 3)}, path)
     with pytest.raises(CheckpointError, match="mystery.pth"):
         loader.load_descriptor(path)
+
+
+def test_a_forged_block_index_is_refused_before_spandrel_builds(tmp_path: Path) -> None:
+    path = tmp_path / "forged.pth"
+    torch.save({"body.9999999.weight": torch.zeros(1), "conv_first.weight": torch.zeros(4, 3, 3, 3)}, path)
+    with pytest.raises(CheckpointError, match="block indices up to 4096"):
+        loader.load_descriptor(path)

@@ -97,6 +97,7 @@ def detect(state: Mapping[str, torch.Tensor], source: str) -> spandrel.ImageMode
         CheckpointError: spandrel does not know the architecture, or the model is not an image-to-image
             network (inpainting needs a mask, which the restore commands do not take).
     """
+    _check_block_indices(state, source)
     spandrel = import_spandrel()
     try:
         # Some architectures' constructors raise PyTorch deprecation warnings (torch.meshgrid's indexing):
@@ -116,6 +117,20 @@ def detect(state: Mapping[str, torch.Tensor], source: str) -> spandrel.ImageMode
             f"{descriptor.purpose} model that needs a mask ({source})"
         )
     return descriptor
+
+
+# spandrel sizes some networks from the largest block index in the keys; a forged key such as
+# ``body.9999999.weight`` would make it build millions of blocks before anything fails.
+MAX_BLOCK_INDEX = 4096
+
+
+def _check_block_indices(state: Mapping[str, torch.Tensor], source: str) -> None:
+    for key in state:
+        for part in str(key).split("."):
+            if part.isdigit() and int(part) > MAX_BLOCK_INDEX:
+                raise CheckpointError(
+                    f"Expected block indices up to {MAX_BLOCK_INDEX} in the weights' keys, but got {key!r} ({source})"
+                )
 
 
 def facts(descriptor: spandrel.ImageModelDescriptor) -> dict[str, Any]:
