@@ -257,18 +257,23 @@ def measure(
         command += ["--save", str(save)]
     if efficiency:
         command.append("--profile-products")
+    return run_in_subprocess(command, args.timeout)
+
+
+def run_in_subprocess(command: list[str], timeout: float) -> dict[str, object]:
+    """Run one row's command in a fresh process under the memory cap; its JSON result or ``{"error": ...}``."""
     limit = int(ROW_MEMORY_SHARE * available_mib()) << 20
     try:
         done = subprocess.run(
             command,
             capture_output=True,
             text=True,
-            timeout=args.timeout,
+            timeout=timeout,
             check=False,
             preexec_fn=(lambda: limit_address_space(limit)) if os.name == "posix" else None,
         )
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.timeout} s"}
+        return {"error": f"timed out after {timeout} s"}
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         return {"error": tail[:120]}

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,15 +40,14 @@ import numpy as np
 # bench/ is this script's folder, first on sys.path when it runs: reuse the performance bench's parts.
 from bench_performance import (
     LEVERS,
-    ROW_MEMORY_SHARE,
     available_mib,
-    limit_address_space,
     load,
     make_runner,
     parse_size,
     peak_mib,
     photo_like,
     psnr,
+    run_in_subprocess,
 )
 
 DEFAULT_MODEL = "restormer:deraining"
@@ -166,22 +164,7 @@ def measure(args: argparse.Namespace, size: str, mode: str, precision: str, save
     """Run one row in a fresh process; its JSON result or ``{"error": ...}``."""
     command = [sys.executable, __file__, "--row", "--model", args.model, "--size", size, "--mode", mode]
     command += ["--precision", precision, "--threads", str(args.threads), "--save", str(save)]
-    limit = int(ROW_MEMORY_SHARE * available_mib()) << 20
-    try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=args.timeout,
-            check=False,
-            preexec_fn=(lambda: limit_address_space(limit)) if os.name == "posix" else None,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.timeout} s"}
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        return {"error": tail[:120]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_subprocess(command, args.timeout)
 
 
 def run_size(args: argparse.Namespace, size: str, folder: Path, rows: list[Row]) -> None:
