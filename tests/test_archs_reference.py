@@ -16,6 +16,7 @@ from restorecli.archs.nafnet import NAFBlock
 from restorecli.archs.restormer import Attention, FeedForward, head_grams
 from restorecli.testing import official
 from restorecli.zoo.architectures import build_model
+from tests.variants import RESTORMER_VARIANTS
 
 
 def _randomise(model: nn.Module, seed: int = 1) -> torch.Generator:
@@ -42,21 +43,13 @@ def _compare(model: nn.Module, x: torch.Tensor, channels_last: bool) -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
 
-VARIANTS = {
-    "with-bias-norm": {},
-    "bias-free-norm": {"LayerNorm_type": "BiasFree"},
-    "conv-bias": {"bias": True},
-    "heads": {"heads": [2, 2, 4, 4]},
-    "dual-pixel": {"inp_channels": 6, "dual_pixel_task": True},
-    "grey": {"inp_channels": 1, "out_channels": 1},
-}
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", RESTORMER_VARIANTS)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_restormer_equals_the_official_computation(variant: str, channels_last: bool) -> None:
     config = {"dim": 4, "num_blocks": [1, 1, 1, 2], "num_refinement_blocks": 1, "heads": [1, 1, 2, 2]}
-    model = build_model("restormer", {**config, **VARIANTS[variant]})
+    model = build_model("restormer", {**config, **RESTORMER_VARIANTS[variant]})
     generator = _randomise(model)
     x = torch.rand(2, model.patch_embed.proj.in_channels, 24, 40, generator=generator)
     _compare(model, x, channels_last)

@@ -27,18 +27,10 @@ from restorecli.errors import ConfigError
 from restorecli.zoo.architectures import ARCHITECTURES, build_model, build_on_meta, resolve_config
 from restorecli.zoo.descriptor import ModelDescriptor
 from restorecli.zoo.loader import describe
+from tests.variants import RESTORMER_VARIANTS
 
 TOLERANCE = 1e-4
 _TINY_RESTORMER = {"dim": 4, "num_blocks": [1, 1, 1, 2], "num_refinement_blocks": 1, "heads": [1, 1, 2, 2]}
-# One tiny model per option of the zoo's Restormer configs (norm type, biases, heads, dual pixel, grey).
-RESTORMER_VARIANTS = {
-    "with-bias-norm": {},
-    "bias-free-norm": {"LayerNorm_type": "BiasFree"},
-    "conv-bias": {"bias": True},
-    "heads": {"heads": [2, 2, 4, 4]},
-    "dual-pixel": {"inp_channels": 6, "dual_pixel_task": True},
-    "grey": {"inp_channels": 1, "out_channels": 1},
-}
 
 
 def _randomised(model: nn.Module) -> nn.Module:
