@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(args.model, args.clean, [float(s) for s in args.sigmas.split(",")], args.limit)
     print(f"{args.model} on {args.clean} ({rows[0]['images']} images), PSNR dB (input -> restored)")
     for row in rows:
-        print(f"  {row['mode']:6s} sigma {row['sigma']:4.0f}: {row['input_psnr']:6.2f} -> {row['psnr']:6.2f}  ({row['seconds']} s)")
+        print(
+            f"  {row['mode']:6s} sigma {row['sigma']:4.0f}: {row['input_psnr']:6.2f} -> {row['psnr']:6.2f}  ({row['seconds']} s)"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -129,7 +129,12 @@ def run_row(args: argparse.Namespace) -> dict[str, float]:
             if args.row == "files-io-only":
                 return [write_array(output / path.name, read_array(path)) for path in paths]
             return restore_files(
-                descriptor, paths, output, RunOptions(**whole), progress=False, io_threads=threads  # type: ignore[arg-type]
+                descriptor,
+                paths,
+                output,
+                RunOptions(**whole),
+                progress=False,
+                io_threads=threads,  # type: ignore[arg-type]
             )
 
         inputs = (np.zeros((64, 64, 3), np.uint8), paths)

@@ -369,9 +369,13 @@ def print_row(row: Row) -> None:
         flush=True,
     )
     if row.extra:
-        product = f"{row.extra['product_gflops']:.1f} GFLOP/s (run timed per product: {row.extra['timed_seconds']:.2f} s)"
+        product = (
+            f"{row.extra['product_gflops']:.1f} GFLOP/s (run timed per product: {row.extra['timed_seconds']:.2f} s)"
+        )
         print(f"{'':<20} {'':>9} {'  conv + matmul only':<26} {product:>61}", flush=True)
-        print(f"{'':<20} {'':>9} {'  without depthwise convs':<26} {row.extra['dense_gflops']:>42.1f} GFLOP/s", flush=True)
+        print(
+            f"{'':<20} {'':>9} {'  without depthwise convs':<26} {row.extra['dense_gflops']:>42.1f} GFLOP/s", flush=True
+        )
 
 
 def main() -> None:

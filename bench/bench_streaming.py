@@ -9,7 +9,8 @@ capped as in ``bench_performance.py``), on the same seeded weights and the same 
   chose before streaming: 368 px for Restormer at 1024x1024), overlapping and blended;
 - ``streamed``: ``restore_tensor`` with its defaults, which stream a model that supports it
   (:mod:`restorecli.archs.streaming`); the row notes the strip height the engine chose;
-- ``strip-N``: ``streamed_forward`` directly with N-row strips (to compare strip heights);
+- ``strip-N`` / ``strip-NxP``: ``streamed_forward`` directly with N-row strips, each in P pieces across
+  the width (to compare strip heights and pieces: the engine's CPU choice is in ``engine/runner.py``);
 - ``untiled``: ``restore_tensor`` on the whole image (restorecli's forward, not streamed).
 
 Each mode runs in fp32 and bf16 (autocast) unless it is ``official`` (fp32 only). Columns: seconds
@@ -18,7 +19,7 @@ per image, peak resident MiB, speed-up and memory relative to the official row, 
 
     python bench/bench_streaming.py                     # Restormer deraining, 1024x1024 (about 15 min, 2 cores)
     python bench/bench_streaming.py --12mp              # also 12 MP (slow: tens of minutes; no official row there)
-    python bench/bench_streaming.py --modes strip-32,strip-64,strip-128 --precisions fp32
+    python bench/bench_streaming.py --modes strip-64,strip-48x8,strip-32x4 --precisions fp32
     python bench/bench_streaming.py --short             # tiny model and image, seconds (the tests run it)
 """
 
@@ -115,14 +116,14 @@ def make_row_runner(descriptor, mode: str, precision: str):  # type: ignore[no-u
         return make_runner(descriptor, LEVERS["reference"], "fp32")
     if mode.startswith("strip-"):
         keep_freed_memory()
-        strip = int(mode.removeprefix("strip-"))
+        strip, _, pieces = mode.removeprefix("strip-").partition("x")
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
 
         def streamed(x: torch.Tensor) -> torch.Tensor:
             padded = pad_to_multiple(x, descriptor.pad_multiple, descriptor.pad_mode)
             padded = padded.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-                out = streamed_forward(descriptor.module, padded, strip)
+                out = streamed_forward(descriptor.module, padded, int(strip), pieces=int(pieces or 1))
             return crop(out.float(), *x.shape[-2:]).clamp(0, 1)
 
         return streamed

@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", help="override the entry's protocol (restore eval --protocol names)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    result = reproduce(args.entry, args.input, args.gt, weights=args.weights, device=args.device, protocol=args.protocol)
+    result = reproduce(
+        args.entry, args.input, args.gt, weights=args.weights, device=args.device, protocol=args.protocol
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -42,7 +42,9 @@ def import_av() -> ModuleType:
     try:
         import av
     except ImportError as exc:
-        raise MissingDependencyError(f"Expected PyAV to read and write videos, but it is not installed; {INSTALL_HINT}") from exc
+        raise MissingDependencyError(
+            f"Expected PyAV to read and write videos, but it is not installed; {INSTALL_HINT}"
+        ) from exc
     return av
 
 
@@ -71,7 +73,9 @@ class VideoOptions:
     def encoder_options(self, codec: str) -> dict[str, str]:
         if codec not in _CRF_CODECS:
             if self.crf is not None:
-                raise ConfigError(f"Expected an encoder with a CRF ({', '.join(_CRF_CODECS)}) for --crf, but got {codec}")
+                raise ConfigError(
+                    f"Expected an encoder with a CRF ({', '.join(_CRF_CODECS)}) for --crf, but got {codec}"
+                )
             return {}
         low, high = _CRF_CODECS[codec]
         crf = DEFAULT_CRF if self.crf is None else self.crf
@@ -100,7 +104,9 @@ def check_encoder(options: VideoOptions, suffix: str) -> None:
     try:
         kind = av.codec.Codec(codec, "w").type
     except ValueError as exc:  # UnknownCodecError: no encoder of that name in this FFmpeg build
-        raise ConfigError(f"Expected a video encoder FFmpeg has (e.g. libx264, libvpx-vp9, mpeg4), but got {codec!r}") from exc
+        raise ConfigError(
+            f"Expected a video encoder FFmpeg has (e.g. libx264, libvpx-vp9, mpeg4), but got {codec!r}"
+        ) from exc
     if kind != "video":
         raise ConfigError(f"Expected a video encoder, but {codec} encodes {kind}")
 
@@ -187,9 +193,22 @@ def restore_video(
         copied = [s for s in source_container.streams if s.type in ("audio", "subtitle")]
         try:
             with av.open(str(temporary), "w") as target:
-                count = _transcode(av, source_container, video, copied, target, codec, encoder_options, restore_frames, options, on_frames)
+                count = _transcode(
+                    av,
+                    source_container,
+                    video,
+                    copied,
+                    target,
+                    codec,
+                    encoder_options,
+                    restore_frames,
+                    options,
+                    on_frames,
+                )
         except av.FFmpegError as exc:
-            raise ImageWriteError(f"Expected to encode the restored video with {codec}, but FFmpeg says: {_one_line(exc)} ({source})") from exc
+            raise ImageWriteError(
+                f"Expected to encode the restored video with {codec}, but FFmpeg says: {_one_line(exc)} ({source})"
+            ) from exc
     return count
 
 
@@ -254,7 +273,9 @@ def _transcode(
     return count
 
 
-def _open_encoder(target: Any, codec: str, rate: Fraction, video: Any, shape: tuple[int, ...], options: dict[str, str]) -> Any:
+def _open_encoder(
+    target: Any, codec: str, rate: Fraction, video: Any, shape: tuple[int, ...], options: dict[str, str]
+) -> Any:
     """The output video stream, sized from the first restored frame (an upscaled video is larger)."""
     height, width = shape[:2]
     try:

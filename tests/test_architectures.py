@@ -179,7 +179,9 @@ def test_inferred_config_loads_strictly() -> None:
 
 def test_infer_rejects_foreign_and_malformed_state_dicts() -> None:
     foreign = {"conv_first.weight": torch.zeros(64, 3, 3, 3), "body.0.rdb1.conv1.weight": torch.zeros(32, 64, 3, 3)}
-    with pytest.raises(CheckpointError, match="Expected a Restormer, NAFNet, SAFMN or CAMixerSR state dict.*conv_first.weight"):
+    with pytest.raises(
+        CheckpointError, match="Expected a Restormer, NAFNet, SAFMN or CAMixerSR state dict.*conv_first.weight"
+    ):
         infer_arch(foreign)
     with pytest.raises(CheckpointError, match="no keys"):
         infer_arch({})

@@ -43,8 +43,6 @@ def _compare(model: nn.Module, x: torch.Tensor, channels_last: bool) -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
 
-
-
 @pytest.mark.parametrize("variant", RESTORMER_VARIANTS)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_restormer_equals_the_official_computation(variant: str, channels_last: bool) -> None:
@@ -103,8 +101,10 @@ def test_head_grams_agree_on_both_routes(heads: int) -> None:
     query, key = torch.randn(2, 2, 30, 8, generator=generator, dtype=torch.float64).unbind(0)
     per_head = 8 // heads
     expected = torch.stack(
-        [query[:, :, h * per_head : (h + 1) * per_head].mT @ key[:, :, h * per_head : (h + 1) * per_head]
-         for h in range(heads)],
+        [
+            query[:, :, h * per_head : (h + 1) * per_head].mT @ key[:, :, h * per_head : (h + 1) * per_head]
+            for h in range(heads)
+        ],
         dim=1,
     )
     torch.testing.assert_close(head_grams(query, key, heads), expected)  # float64: the block route

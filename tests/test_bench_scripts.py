@@ -141,9 +141,9 @@ def test_bench_train_short_mode_times_both_precisions_on_the_same_batches(tmp_pa
 [model]
 arch = "nafnet"
 config = "tiny"
-weights = "{tmp_path / 'not-there.safetensors'}"
+weights = "{tmp_path / "not-there.safetensors"}"
 [data]
-clean = ["{tmp_path / 'clean'}"]
+clean = ["{tmp_path / "clean"}"]
 patch = 16
 batch = 2
 [degradation]
@@ -208,7 +208,11 @@ def test_reproduce_scores_an_entry_with_its_protocol_beside_the_paper(
     model = load_model(entry.name, device="cpu", weights=weights)
     expected = np.mean(
         [
-            psnr(restore_image(model, read_array(tmp_path / "input" / f"{i}.png")), read_array(tmp_path / "gt" / f"{i}.png"), data_range=255)
+            psnr(
+                restore_image(model, read_array(tmp_path / "input" / f"{i}.png")),
+                read_array(tmp_path / "gt" / f"{i}.png"),
+                data_range=255,
+            )
             for i in range(2)
         ]
     )

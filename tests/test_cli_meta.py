@@ -15,8 +15,18 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding=
 
 def test_every_command_has_help_and_a_readme_example() -> None:
     group = typer.main.get_command(app)
-    assert set(group.commands) >= {"derain", "deblur", "denoise", "models", "eval", "split", "crop-patches",
-                                   "profile", "degrade", "train"}
+    assert set(group.commands) >= {
+        "derain",
+        "deblur",
+        "denoise",
+        "models",
+        "eval",
+        "split",
+        "crop-patches",
+        "profile",
+        "degrade",
+        "train",
+    }
     for name, command in group.commands.items():
         assert command.help, f"restore {name} has no help text"
         assert f"restore {name}" in README, f"restore {name} is not in README.md"

@@ -77,7 +77,9 @@ def test_axis_tiles_hand_checked() -> None:
 
 @pytest.mark.parametrize("length", [72, 200, 1000, 1024, 3000, 4000])
 @pytest.mark.parametrize(("tile", "overlap", "multiple"), [(256, 32, 8), (128, 32, 16), (512, 64, 8), (64, 16, 4)])
-def test_axis_tiles_cover_with_the_overlap_and_no_more_tiles(length: int, tile: int, overlap: int, multiple: int) -> None:
+def test_axis_tiles_cover_with_the_overlap_and_no_more_tiles(
+    length: int, tile: int, overlap: int, multiple: int
+) -> None:
     length = length // multiple * multiple
     size, starts = axis_tiles(length, tile, overlap, multiple)
     assert size <= min(tile, length) and size % multiple == 0

@@ -76,8 +76,13 @@ def test_measured_angle_matches_the_requested_one(angle: float) -> None:
 def test_measured_length_width_and_density_match_the_requested_ones(angle: float) -> None:
     density, size = 0.0008, 384
     params = RainParams(
-        density_range=(density, density), angle_range=(angle, angle), angle_jitter=0.0,
-        length_range=(24, 24), width_range=(3, 3), intensity_range=(0.5, 0.5), layers_range=(1, 1),
+        density_range=(density, density),
+        angle_range=(angle, angle),
+        angle_jitter=0.0,
+        length_range=(24, 24),
+        width_range=(3, 3),
+        intensity_range=(0.5, 0.5),
+        layers_range=(1, 1),
     )
     layer = rain_layer(size, size, np.random.default_rng(1), params)
     lengths, widths = streak_extents(layer, angle)
@@ -154,7 +159,10 @@ def test_heavy_rain_formula_on_constant_images() -> None:
     np.testing.assert_allclose(composite(background + 0.6, np.float32(0.5), "add", 0.7, 0.9), 1.0)
     # End to end without streaks: 0.7 * 0.2 + 0.3 * 0.9 = 0.41 everywhere.
     veil_only = RainParams.preset(
-        "heavy", density_range=(0.0, 0.0), transmission_range=(0.7, 0.7), transmission_variation=0.0,
+        "heavy",
+        density_range=(0.0, 0.0),
+        transmission_range=(0.7, 0.7),
+        transmission_variation=0.0,
         atmosphere_range=(0.9, 0.9),
     )
     np.testing.assert_allclose(degrade("rain", background, np.random.default_rng(0), veil_only), 0.41, atol=1e-6)
@@ -163,7 +171,10 @@ def test_heavy_rain_formula_on_constant_images() -> None:
 def test_heavy_rain_transmission_varies_smoothly_within_its_bounds() -> None:
     background = np.full((128, 160), 0.2, np.float32)
     veil_only = RainParams.preset(
-        "heavy", density_range=(0.0, 0.0), transmission_range=(0.7, 0.7), transmission_variation=0.1,
+        "heavy",
+        density_range=(0.0, 0.0),
+        transmission_range=(0.7, 0.7),
+        transmission_variation=0.1,
         atmosphere_range=(0.9, 0.9),
     )
     rainy = degrade("rain", background, np.random.default_rng(0), veil_only)

@@ -25,8 +25,17 @@ def _swinir_x2() -> torch.nn.Module:
 
     torch.manual_seed(0)
     return SwinIR(
-        upscale=2, in_chans=3, img_size=16, window_size=4, img_range=1.0, depths=[2, 2], embed_dim=12,
-        num_heads=[2, 2], mlp_ratio=2, upsampler="pixelshuffle", resi_connection="1conv",
+        upscale=2,
+        in_chans=3,
+        img_size=16,
+        window_size=4,
+        img_range=1.0,
+        depths=[2, 2],
+        embed_dim=12,
+        num_heads=[2, 2],
+        mlp_ratio=2,
+        upsampler="pixelshuffle",
+        resi_connection="1conv",
     )
 
 
@@ -48,7 +57,12 @@ def test_spandrel_imports_without_torchvision_and_leaves_no_placeholder() -> Non
     [(_swinir_x2, "spandrel:SwinIR", 2, "upscale", 16), (_scunet, "spandrel:SCUNet", 1, None, 40)],
 )
 def test_a_checkpoint_no_native_loader_knows_loads_through_spandrel(
-    tmp_path: Path, build, arch: str, scale: int, task: str | None, min_size: int  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    build,
+    arch: str,
+    scale: int,
+    task: str | None,
+    min_size: int,  # type: ignore[no-untyped-def]
 ) -> None:
     network = build().eval()
     path = tmp_path / "model.pth"

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from restorecli.archs import streaming
 from restorecli.archs.nafnet import NAFNetLocal
 from restorecli.archs.streaming import (
     largest_strip_height,
@@ -67,6 +68,28 @@ def test_restormer_streams_exactly(variant: str) -> None:
     model = _randomised(build_model("restormer", {**_TINY_RESTORMER, **RESTORMER_VARIANTS[variant]}))
     x = pad_to_multiple(_image(model.patch_embed.proj.in_channels, 37, 51), 8, "reflect")  # 40 x 56, as the engine pads
     _assert_streams_exactly(model, x, [minimum_strip_height(model), 4, 6, 10, 16, 64])
+
+
+@pytest.mark.parametrize("pieces", [2, 3, 7])
+def test_restormer_streams_exactly_in_pieces_across_the_width(pieces: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pieces as narrow as 5 columns: at 56 x 40 the levels are 56, 28, 14 and 7 wide, so each level
+    # splits differently (7 pieces: 7, 5, 2 and 1), with halo columns on both sides of inner pieces.
+    monkeypatch.setattr(streaming, "MINIMUM_PIECE_WIDTH", 5)
+    model = _randomised(build_model("restormer", {**_TINY_RESTORMER, "bias": True, "heads": [2, 2, 4, 4]}))
+    with torch.inference_mode():
+        expected = model(_image(3, 40, 56))
+        for strip in (2, 6, 64):
+            actual = streamed_forward(model, _image(3, 40, 56), strip, pieces=pieces)
+            assert (actual - expected).abs().max() <= TOLERANCE, (strip, pieces)
+
+
+def test_pieces_are_equal_column_ranges_no_narrower_than_the_minimum() -> None:
+    plan = streaming._Plan(8, torch.float32, torch.float32, False, pieces=4)
+    assert plan.columns(1024) == [(0, 256), (256, 512), (512, 768), (768, 1024)]
+    assert plan.columns(130) == [(0, 65), (65, 130)]  # two pieces of at least 64 columns
+    assert plan.columns(100) == [(0, 100)]
+    with pytest.raises(ConfigError, match="at least one piece"):
+        streamed_forward(build_model("restormer", _TINY_RESTORMER).eval(), _image(3, 16, 16), 4, pieces=0)
 
 
 @pytest.mark.parametrize("arch", ["nafnet", "nafnet-local"])
@@ -185,7 +208,9 @@ def test_the_engine_streams_an_image_over_its_memory_budget_instead_of_tiling(
     assert 200 * 136 * estimate_bytes_per_pixel(descriptor) > budget  # the whole image does not fit
     with caplog.at_level(logging.DEBUG, logger="restorecli.engine"):
         streamed = restore_tensor(descriptor, x, RunOptions(max_memory=budget))
-    assert _engine_messages(caplog) == ["200x136 streams through tiny-restormer in 8-row strips"]  # no tiling warning
+    assert _engine_messages(caplog) == [
+        "200x136 streams through tiny-restormer in 8-row strips, 1 piece(s) across"
+    ]  # no tiling warning
     assert (streamed - whole).abs().max() <= TOLERANCE
 
 

@@ -116,8 +116,15 @@ def test_a_short_run_lowers_the_loss_and_exports_a_loadable_model(data: Path) ->
 
 def test_the_recipe_pad_mode_reaches_validation_the_card_and_the_loader(data: Path) -> None:
     # Validation crops of 22 px are not a multiple of the tiny NAFNet's 4: the padding shows in the scores.
-    validation = {"every": 2, "clean": str(data / "clean"), "max_images": 2, "crop": 22, "final_max_images": 2,
-                  "final_crop": 22, "degradation": {"kind": "noise", "params": {"sigma": 20.0}}}
+    validation = {
+        "every": 2,
+        "clean": str(data / "clean"),
+        "max_images": 2,
+        "crop": 22,
+        "final_max_images": 2,
+        "final_crop": 22,
+        "degradation": {"kind": "noise", "params": {"sigma": 20.0}},
+    }
     cards, weights = {}, {}
     for mode in ("constant", "reflect"):
         model = {"arch": "nafnet", "config": "tiny", "pad_mode": mode}

@@ -249,5 +249,3 @@ def test_validate_scores_an_identity_model_as_its_input(clean_dir: Path) -> None
     assert scores.images == 4
     assert scores.psnr == pytest.approx(scores.input_psnr) and scores.ssim == pytest.approx(scores.input_ssim)
     assert 20 < scores.input_psnr < 30
-
-

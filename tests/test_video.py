@@ -20,7 +20,11 @@ def test_a_clip_keeps_frames_rate_size_and_its_audio(tmp_path: Path) -> None:
     make_clip(clip)
     seen: list[int] = []
     count = restore_video(
-        clip, tmp_path / "out" / "clip.mp4", lambda frames: [255 - f for f in frames], VideoOptions(batch=5), seen.append
+        clip,
+        tmp_path / "out" / "clip.mp4",
+        lambda frames: [255 - f for f in frames],
+        VideoOptions(batch=5),
+        seen.append,
     )
     out = tmp_path / "out" / "clip.mp4"
     info, original = probe(out), probe(clip)

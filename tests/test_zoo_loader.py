@@ -57,7 +57,12 @@ def test_safetensors_with_model_card_uses_the_card(tmp_path: Path) -> None:
     state = _tiny_state()
     path = tmp_path / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    card = {"name": "mine", "arch": "nafnet", "config": architectures.resolve_config("nafnet", "tiny"), "task": "derain"}
+    card = {
+        "name": "mine",
+        "arch": "nafnet",
+        "config": architectures.resolve_config("nafnet", "tiny"),
+        "task": "derain",
+    }
     path.with_suffix(".json").write_text(json.dumps(card))
     descriptor = loader.load_descriptor(path)
     assert descriptor.task == "derain"
@@ -158,7 +163,16 @@ def test_explicit_weights_path_wins(tmp_path: Path) -> None:
 
 
 def test_measured_score_reads_the_card_validation() -> None:
-    val = {"psnr": 31.234, "ssim": 0.9123, "input_psnr": 20.1, "input_ssim": 0.5, "images": 24, "source": "../data/Kodak24"}
+    val = {
+        "psnr": 31.234,
+        "ssim": 0.9123,
+        "input_psnr": 20.1,
+        "input_ssim": 0.5,
+        "images": 24,
+        "source": "../data/Kodak24",
+    }
     card = ModelCard.from_dict({"arch": "nafnet", "config": {}, "val": val}, "card.json")
     assert card.measured_score() == "Kodak24 31.23 dB / 0.912 (input 20.10 dB)"
-    assert ModelCard.from_dict({"arch": "nafnet", "config": {}, "val": None}, "c.json").measured_score() == "not validated"
+    assert (
+        ModelCard.from_dict({"arch": "nafnet", "config": {}, "val": None}, "c.json").measured_score() == "not validated"
+    )

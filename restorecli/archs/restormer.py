@@ -74,13 +74,16 @@ class FeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``project_out(gelu(x1) * x2)`` over the halves of ``dwconv(project_in(x))``, each its own map.
+        return self.project_out(self.gated(x))
+
+    def gated(self, x: Tensor) -> Tensor:
+        """``gelu(x1) * x2`` over the halves of ``dwconv(project_in(x))``, each its own map.
 
         The gate half is finished before the value half starts, so its temporaries are freed first.
         """
         gate = F.gelu(conv_part(self.dwconv, conv_part(self.project_in, x, 0, 2), 0, 2))
         value = conv_part(self.dwconv, conv_part(self.project_in, x, 1, 2), 1, 2)
-        return self.project_out(gate * value)
+        return gate * value
 
 
 class Attention(nn.Module):
@@ -324,4 +327,3 @@ class Restormer(nn.Module):
         if self.dual_pixel_task:
             return self.output(dec1 + self.skip_conv(embedded))
         return self.output(dec1) + inp_img
-

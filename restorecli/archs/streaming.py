@@ -32,6 +32,7 @@ under :func:`torch.inference_mode`). Autocast and channels-last inputs work as i
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ _NAFNET_BLOCK_HALO = 1  # conv2
 # The smallest strip: a strip is written back only after the next one read its halo (at most 2 rows),
 # and 2x up-sampled strips must start on even rows.
 MINIMUM_STRIP_HEIGHT = 2
+# Narrowest piece of a strip (see streamed_forward's ``pieces``): its two halo columns on each side
+# stay a small part of it.
+MINIMUM_PIECE_WIDTH = 64
 # Live strip-sized maps at the peak of a block, in units of its widest map (GDFN's hidden half, NAFNet's 2c):
 # counted from the block's code, rounded up (see streamed_peak_bytes).
 _STRIP_MAPS = {Restormer: 6, NAFNet: 4}
@@ -78,7 +82,12 @@ def minimum_strip_height(module: nn.Module) -> int:
 
 
 def streamed_forward(
-    module: nn.Module, x: Tensor, strip_height: int, *, store_dtype: torch.dtype | None = None
+    module: nn.Module,
+    x: Tensor,
+    strip_height: int,
+    *,
+    store_dtype: torch.dtype | None = None,
+    pieces: int = 1,
 ) -> Tensor:
     """``module(x)`` computed block by block over horizontal strips of ``strip_height`` rows (inference only).
 
@@ -91,6 +100,11 @@ def streamed_forward(
         store_dtype: dtype of the maps kept whole between blocks; None keeps what the forward keeps
             (the autocast dtype under autocast, else ``x.dtype``). ``torch.bfloat16`` halves the
             memory floor at the cost of rounding those maps.
+        pieces: Restormer's blocks compute each strip in this many pieces across the width, each
+            with its own two-pixel halo: on a wide image a strip of few rows spends its time on
+            halo rows, one of many rows outgrows the CPU caches; pieces keep the rows and fit the
+            cache (``bench/bench_streaming.py --modes strip-64,strip-48x8``). A piece is at least
+            :data:`MINIMUM_PIECE_WIDTH` columns, so narrow levels take fewer.
 
     Returns:
         The output of ``module(x)`` up to the order of floating-point sums, as an inference tensor.
@@ -103,8 +117,10 @@ def streamed_forward(
         raise ConfigError(
             f"Expected an even strip height of at least {MINIMUM_STRIP_HEIGHT} rows, but got {strip_height}"
         )
+    if pieces < 1:
+        raise ConfigError(f"Expected at least one piece per strip, but got {pieces}")
     with torch.inference_mode():
-        plan = _Plan.for_input(x, strip_height, store_dtype)
+        plan = _Plan.for_input(x, strip_height, store_dtype, pieces)
         if isinstance(module, Restormer):
             if x.shape[-2] % 8 or x.shape[-1] % 8:
                 raise ConfigError(f"Expected H and W multiples of 8 for Restormer, but got {tuple(x.shape[-2:])}")
@@ -170,13 +186,32 @@ class _Plan:
     compute_dtype: torch.dtype
     store_dtype: torch.dtype
     channels_last: bool
+    pieces: int = 1
 
     @classmethod
-    def for_input(cls, x: Tensor, strip: int, store_dtype: torch.dtype | None) -> _Plan:
+    def for_input(cls, x: Tensor, strip: int, store_dtype: torch.dtype | None, pieces: int = 1) -> _Plan:
         device = x.device.type
         # What the forward keeps between blocks: convolution outputs, in the autocast dtype under autocast.
         kept = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-        return cls(strip, x.dtype, store_dtype or kept, is_channels_last(x))
+        return cls(strip, x.dtype, store_dtype or kept, is_channels_last(x), pieces)
+
+    def columns(self, width: int) -> list[tuple[int, int]]:
+        """``(left, right)`` columns of each piece of a strip ``width`` columns wide (equal widths)."""
+        count = max(min(self.pieces, width // MINIMUM_PIECE_WIDTH), 1)
+        bounds = [width * index // count for index in range(count + 1)]
+        return list(itertools.pairwise(bounds))
+
+    def window(
+        self, source: Tensor, rows: tuple[int, int], columns: tuple[int, int], halo: int
+    ) -> tuple[Tensor, int, int]:
+        """Rows and columns of ``source`` widened by ``halo`` (clipped to the map), in the compute dtype and
+        this plan's layout, with the image row and column of its first element.
+        """
+        top, left = max(rows[0] - halo, 0), max(columns[0] - halo, 0)
+        bottom, right = min(rows[1] + halo, source.shape[-2]), min(columns[1] + halo, source.shape[-1])
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        piece = source[..., top:bottom, left:right].to(self.compute_dtype).contiguous(memory_format=layout)
+        return piece, top, left
 
     def empty(self, like: Tensor, channels: int, height: int, width: int, dtype: torch.dtype | None = None) -> Tensor:
         """A whole map on ``like``'s device in the store dtype (or ``dtype``) and this plan's layout."""
@@ -353,32 +388,42 @@ def _restormer_stage(stage: nn.Sequential, x: Tensor, plan: _Plan) -> None:
 def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
     """``x + MDTA(LN(x))`` then ``+ GDFN(LN(.))``, written over ``x``: two passes over the strips."""
     attn = block.attn
-    batch, channels, height = x.shape[:3]
+    batch, channels, height, width = x.shape
     per_head = channels // attn.num_heads
+    pieces = plan.columns(width)
     # Pass 1: the sums over pixels the attention needs, accumulated in fp32 (also under autocast).
     grams = x.new_zeros((batch, attn.num_heads, per_head, per_head), dtype=torch.float32)
     query_squares = x.new_zeros((batch, channels), dtype=torch.float32)
     key_squares = torch.zeros_like(query_squares)
     for start, stop in plan.strips(height):
-        normed, offset = plan.read(x, start, stop, 1)
-        normed = block.norm1(normed)
-        query, key = (
-            pixels(attn.qkv_part(normed, index)[..., offset : offset + stop - start, :]) for index in range(2)
-        )
-        grams += head_grams(query, key, attn.num_heads)
-        query_squares += torch.linalg.vecdot(query, query, dim=1)
-        key_squares += torch.linalg.vecdot(key, key, dim=1)
+        for left, right in pieces:
+            normed, top, first = plan.window(x, (start, stop), (left, right), 1)
+            normed = block.norm1(normed)
+            own = (..., slice(start - top, stop - top), slice(left - first, right - first))
+            query, key = (pixels(attn.qkv_part(normed, index)[own]) for index in range(2))
+            grams += head_grams(query, key, attn.num_heads)
+            query_squares += torch.linalg.vecdot(query, query, dim=1)
+            key_squares += torch.linalg.vecdot(key, key, dim=1)
     mixing = attn.mixing(grams, query_squares, key_squares)
 
-    # Pass 2: attention output, residual, feed-forward network and residual, strip by strip.
-    def rows(start: int, stop: int) -> Tensor:
-        window, offset = plan.read(x, start, stop, _RESTORMER_BLOCK_HALO)
-        value = pixels(attn.qkv_part(block.norm1(window), 2))
-        # Each 3x3 convolution spoils one more edge row of an inner window; the halo rows absorb both.
-        mid = window + attn.project(value, mixing, window.shape[-2])
-        return (mid + block.ffn(block.norm2(mid)))[..., offset : offset + stop - start, :]
+    # Pass 2: attention output, residual, feed-forward network and residual, piece by piece. Each 3x3
+    # convolution spoils the edge rows and columns of a window inside the image, so each stage after
+    # one runs on one pixel fewer at each such edge: the halo is paid by the cheap stages, not by all.
+    def piece(rows: tuple[int, int], columns: tuple[int, int]) -> Tensor:
+        window, top, first = plan.window(x, rows, columns, _RESTORMER_BLOCK_HALO)
+        # Rows and columns the GDFN's dwconv reads: one beyond the piece, inside the image.
+        low, high = max(rows[0] - 1, 0) - top, min(rows[1] + 1, height) - top
+        near, far = max(columns[0] - 1, 0) - first, min(columns[1] + 1, width) - first
+        value = attn.qkv_part(block.norm1(window), 2)[..., low:high, near:far]
+        mid = window[..., low:high, near:far] + attn.project(pixels(value), mixing, high - low)
+        own = (
+            ...,
+            slice(rows[0] - top - low, rows[1] - top - low),
+            slice(columns[0] - first - near, columns[1] - first - near),
+        )
+        return mid[own] + block.ffn.project_out(block.ffn.gated(block.norm2(mid))[own])
 
-    plan.fill(x, rows)
+    plan.fill(x, lambda start, stop: torch.cat([piece((start, stop), columns) for columns in pieces], -1))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -207,7 +207,9 @@ def _seed_note(settings: dict[str, Any]) -> str:
 def downscale(
     input_path: InputArgument,
     output: OutputArgument,
-    scale: Annotated[int, typer.Option("--scale", min=2, help="Downscaling factor N: each side becomes ceil(side / N).")],
+    scale: Annotated[
+        int, typer.Option("--scale", min=2, help="Downscaling factor N: each side becomes ceil(side / N).")
+    ],
     output_format: Annotated[
         Literal["auto", "png"],
         typer.Option("--format", help="auto: each input's format and bit depth (JPEG becomes PNG); png."),

@@ -89,7 +89,10 @@ def train(
         from restorecli.train.export import export_run
 
         result = export_run(export, out_dir=out, device=device, overrides=set_values or ())
-        _report({"weights": str(result.weights), "card": str(result.card), "val": result.card_data.to_dict()["val"]}, as_json)
+        _report(
+            {"weights": str(result.weights), "card": str(result.card), "val": result.card_data.to_dict()["val"]},
+            as_json,
+        )
         return
     if recipe is None:
         raise fail("Expected a recipe file (or --export RUN_DIR), but got neither")
@@ -122,7 +125,9 @@ def train(
     }
     if result.export is not None:
         summary.update(
-            weights=str(result.export.weights), card=str(result.export.card), val=result.export.card_data.to_dict()["val"]
+            weights=str(result.export.weights),
+            card=str(result.export.card),
+            val=result.export.card_data.to_dict()["val"],
         )
     elif result.val is not None:
         summary["val"] = {"psnr": result.val.psnr, "ssim": result.val.ssim, "input_psnr": result.val.input_psnr}

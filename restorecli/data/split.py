@@ -252,8 +252,12 @@ class MaterializeResult:
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON data."""
-        return {"destination": str(self.destination), "linked": self.linked, "copied": self.copied,
-                "present": self.present}
+        return {
+            "destination": str(self.destination),
+            "linked": self.linked,
+            "copied": self.copied,
+            "present": self.present,
+        }
 
 
 def _place(source: Path, target: Path, result: MaterializeResult) -> None:

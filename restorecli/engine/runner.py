@@ -54,7 +54,6 @@ from torch.overrides import TorchFunctionMode
 
 from restorecli.archs.streaming import (
     largest_strip_height,
-    minimum_strip_height,
     streamed_forward,
     supports_streaming,
 )
@@ -86,10 +85,12 @@ _UNKNOWN_CPU_MEMORY = 4 << 30
 # gain little speed per pixel while memory grows with them (bench/bench_performance.py). Models with
 # global operators get no such cap: tiling would change their output.
 LOCAL_CPU_BUDGET = 2 << 30
-# Pixels per strip when a model streams (restorecli.archs.streaming), 64 rows of a 1024-pixel-wide
-# image: the halo rows cost little at that size, and larger strips only add memory (12 MP, 4000 px
-# wide: 16 rows). Fewer rows when the memory budget allows fewer.
-STREAM_STRIP_PIXELS = 64 * 1024
+# How a model streams on the CPU (restorecli.archs.streaming): the temporaries of one piece of a strip
+# should stay in the caches, and the halo pixels recomputed around it should stay few. Pieces of about
+# 48 x 128 pixels do both (bench/bench_streaming.py --modes strip-64,strip-48x8); fewer rows when the
+# memory budget allows fewer. Accelerators take the largest strip that fits instead: fewer, larger kernels.
+STREAM_CPU_STRIP_ROWS = 48
+STREAM_CPU_PIECE_WIDTH = 128
 _CONVOLUTIONS = frozenset({F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d})
 # Peak memory of a forward pass in units of its widest convolution output (skips, gates and attention
 # intermediates stay alive beside the widest map), calibrated on the CPU against measured peaks of
@@ -334,13 +335,22 @@ def _run(descriptor: ModelDescriptor, padded: Tensor, tiling: _Tiling, options: 
     return merge_tiles(pieces, shape, options.overlap * scale, padded.device)
 
 
-def _streaming_strip(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: RunOptions) -> int | None:
-    """Rows per strip when this image streams through the model, or None to run it whole or tiled.
+@dataclass(frozen=True)
+class _Streaming:
+    """How an image streams through a model: rows per strip, pieces per strip across the width."""
+
+    strip: int
+    pieces: int
+
+
+def _streaming(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: RunOptions) -> _Streaming | None:
+    """How this image streams through the model, or None to run it whole or tiled.
 
     A model that supports streaming (:mod:`restorecli.archs.streaming`) always streams unless tiles
-    are asked for: its output equals the whole-image forward, in a fraction of the memory. A strip
-    holds about :data:`STREAM_STRIP_PIXELS` pixels (a small image is one strip), fewer rows when
-    the budget allows fewer; None when not even the smallest strip fits (tiles then, announced).
+    are asked for: its output equals the whole-image forward, in a fraction of the memory. On the
+    CPU a strip is :data:`STREAM_CPU_STRIP_ROWS` rows in pieces of about :data:`STREAM_CPU_PIECE_WIDTH`
+    columns; elsewhere the largest strip the budget allows. None when not even the smallest strip
+    fits (tiles then, announced).
     """
     if options.tile is not None or not supports_streaming(descriptor.module):
         return None
@@ -349,17 +359,30 @@ def _streaming_strip(descriptor: ModelDescriptor, padded_shape: Sequence[int], o
     strip = largest_strip_height(module, tuple(padded_shape), budget, PRECISION_DTYPES[options.precision])
     if strip is None:
         return None
-    return min(strip, max(STREAM_STRIP_PIXELS // width // 2 * 2, minimum_strip_height(module)))
+    if descriptor.device.type != "cpu":
+        return _Streaming(strip, 1)
+    return _Streaming(min(strip, STREAM_CPU_STRIP_ROWS), max(round(width / STREAM_CPU_PIECE_WIDTH), 1))
 
 
-def _run_streamed(descriptor: ModelDescriptor, padded: Tensor, strip: int, options: RunOptions) -> Tensor:
+def _run_streamed(descriptor: ModelDescriptor, padded: Tensor, streaming: _Streaming, options: RunOptions) -> Tensor:
     """The whole padded batch through :func:`~restorecli.archs.streaming.streamed_forward`: no tiles, no blending."""
     height, width = padded.shape[-2:]
-    logger.debug("%dx%d streams through %s in %d-row strips", height, width, descriptor.name, strip)
+    logger.debug(
+        "%dx%d streams through %s in %d-row strips, %d piece(s) across",
+        height,
+        width,
+        descriptor.name,
+        streaming.strip,
+        streaming.pieces,
+    )
     inputs = padded.to(descriptor.device)
     if options.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    outputs = _forward(descriptor, inputs, options, lambda batch: streamed_forward(descriptor.module, batch, strip))
+
+    def stream(batch: Tensor) -> Tensor:
+        return streamed_forward(descriptor.module, batch, streaming.strip, pieces=streaming.pieces)
+
+    outputs = _forward(descriptor, inputs, options, stream)
     # A copy outside inference mode (three channels): callers may update the result in place.
     return outputs.to(padded.device, torch.float32, copy=True)
 
@@ -373,10 +396,10 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
     """
     device = descriptor.device
     height, width = padded.shape[-2:]
-    strip = _streaming_strip(descriptor, padded.shape, options)
-    if strip is not None:
+    streaming = _streaming(descriptor, padded.shape, options)
+    if streaming is not None:
         try:
-            return _run_streamed(descriptor, padded, strip, options)
+            return _run_streamed(descriptor, padded, streaming, options)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise

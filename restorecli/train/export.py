@@ -130,5 +130,7 @@ def earlier_stages(recipe: Recipe) -> tuple[TrainingStage, ...]:
         return ()
     parent = read_card(Path(source)) if Path(source).is_file() else None
     if parent is None:
-        return (TrainingStage(run=source, config=None, weights_from=None, iterations=0, wall_time_s=0.0, seed=0, data={}),)
+        return (
+            TrainingStage(run=source, config=None, weights_from=None, iterations=0, wall_time_s=0.0, seed=0, data={}),
+        )
     return parent.chain()

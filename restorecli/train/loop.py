@@ -251,7 +251,9 @@ def _train(recipe: Recipe, resume: bool, progress: bool, time_limit_s: float | N
         # Outside the deferred-interrupt block: Ctrl-C during the export stops it at once (writes are atomic).
         export = export_run(run_dir) if trainer.iteration >= total else None
         if export is not None:
-            session.log("export", weights=str(export.weights), card=str(export.card), val=export.card_data.to_dict()["val"])
+            session.log(
+                "export", weights=str(export.weights), card=str(export.card), val=export.card_data.to_dict()["val"]
+            )
     steps = trainer.iteration - session.first_iteration
     return TrainResult(
         run_dir=run_dir,

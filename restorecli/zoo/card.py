@@ -110,7 +110,9 @@ class ModelCard:
         if "arch" not in raw or "config" not in raw:
             raise CheckpointError(f"Expected 'arch' and 'config' in the model card ({source})")
         if not isinstance(raw["config"], Mapping):
-            raise CheckpointError(f"Expected the model card's config to be a table, but got {raw['config']!r} ({source})")
+            raise CheckpointError(
+                f"Expected the model card's config to be a table, but got {raw['config']!r} ({source})"
+            )
         pad_modes = typing.get_args(PadMode)
         if raw.get("pad_mode") not in (None, *pad_modes):
             raise CheckpointError(

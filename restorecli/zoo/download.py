@@ -106,8 +106,9 @@ def download(
             total = offset + int(length) if length is not None else None
             with (
                 open(partial, "ab" if resumed else "wb") as handle,
-                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name,
-                     disable=not progress) as bar,
+                tqdm(
+                    total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name, disable=not progress
+                ) as bar,
             ):
                 try:
                     for chunk in iter(lambda: response.read(_CHUNK_BYTES), b""):

@@ -187,7 +187,9 @@ def _describe_onnx(path: Path, tlc: bool | None) -> ModelDescriptor:
     if not path.is_file():
         raise CheckpointError(f"Expected an ONNX file, but nothing exists at {path}")
     if tlc is not None:
-        raise ConfigError(f"Expected no --tlc/--no-tlc for an ONNX graph (TLC is fixed at export), but got one ({path})")
+        raise ConfigError(
+            f"Expected no --tlc/--no-tlc for an ONNX graph (TLC is fixed at export), but got one ({path})"
+        )
     module = OnnxModule(path)
     fields = module.facts.descriptor_fields(str(path))
     return ModelDescriptor(module=module, name=str(path), **fields, extra={"onnx": module.facts})
@@ -221,7 +223,9 @@ def _load_checkpoint(
     return describe(module, name, arch, kwargs, task, extra, pad_mode)
 
 
-def _describe_spandrel(state: Mapping[str, torch.Tensor], name: str, extra: dict[str, Any], source: str) -> ModelDescriptor:
+def _describe_spandrel(
+    state: Mapping[str, torch.Tensor], name: str, extra: dict[str, Any], source: str
+) -> ModelDescriptor:
     """A descriptor for an architecture restorecli has no native loader for, detected by spandrel."""
     from restorecli.zoo import via_spandrel
 

@@ -38,7 +38,9 @@ _SAFMN_MIRROR = "https://huggingface.co/Meloo/SAFMN/resolve/main/"
 _SAFMN_RELEASE = "https://github.com/sunny2109/SAFMN/releases/download/v0.1.0/"
 _CAMIXERSR_FILES = "https://github.com/icandle/CAMixerSR/raw/main/pretrained_models/LightSR/"
 _SR_LICENSE = "Apache-2.0"
-_SAFMN_ORIGIN = "Sun et al., Spatially-Adaptive Feature Modulation for Efficient Image SR, ICCV 2023 (github.com/sunny2109/SAFMN)"
+_SAFMN_ORIGIN = (
+    "Sun et al., Spatially-Adaptive Feature Modulation for Efficient Image SR, ICCV 2023 (github.com/sunny2109/SAFMN)"
+)
 _CAMIXERSR_ORIGIN = "Wang et al., CAMixerSR: Only Details Need More Attention, CVPR 2024 (github.com/icandle/CAMixerSR)"
 _SR_DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 _BUNDLED_ORIGIN = (
@@ -205,12 +207,18 @@ ENTRIES: tuple[PretrainedEntry, ...] = (
     ),
     _restormer("deblur-motion", "motion-deblurring", "deblur", "motion_deblurring", "GoPro 32.92/0.961"),
     _restormer(
-        "deblur-defocus-single", "defocus-deblurring-single", "defocus-deblur",
-        "single_image_defocus_deblurring", "DPDD combined 25.98/0.811",
+        "deblur-defocus-single",
+        "defocus-deblurring-single",
+        "defocus-deblur",
+        "single_image_defocus_deblurring",
+        "DPDD combined 25.98/0.811",
     ),
     _restormer(
-        "deblur-defocus-dual", "defocus-deblurring-dual", "defocus-deblur",
-        "dual_pixel_defocus_deblurring", "DPDD combined 26.66/0.833",
+        "deblur-defocus-dual",
+        "defocus-deblurring-dual",
+        "defocus-deblur",
+        "dual_pixel_defocus_deblurring",
+        "DPDD combined 26.66/0.833",
     ),
     *(
         _restormer(f"denoise-color-{level}", "denoise-color", "denoise", f"gaussian_color_denoising_{level}", score)
@@ -231,16 +239,46 @@ ENTRIES: tuple[PretrainedEntry, ...] = (
         )
     ),
     _restormer("denoise-real", "real-denoising", "real-denoise", "real_denoising", "SIDD 40.02/0.960"),
-    _nafnet("sidd-width32", "NAFNet-SIDD-width32", "real-denoise", "1lsByk21Xw-6aW7epCwOQxvm6HYCQZPHZ",
-            "SIDD 39.97/0.960", tlc=False),
-    _nafnet("sidd-width64", "NAFNet-SIDD-width64", "real-denoise", "14Fht1QQJ2gMlk4N1ERCRuElg8JfjrWWR",
-            "SIDD 40.30/0.961", tlc=False),
-    _nafnet("gopro-width32", "NAFNet-GoPro-width32", "deblur", "1Fr2QadtDCEXg6iwWX8OzeZLbHOx2t5Bj",
-            "GoPro 32.87/0.961", tlc=True),
-    _nafnet("gopro-width64", "NAFNet-GoPro-width64", "deblur", "1S0PVRbyTakYY9a82kujgZLbMihfNBLfC",
-            "GoPro 33.71/0.967", tlc=True),
-    _nafnet("reds-width64", "NAFNet-REDS-width64", "deblur", "14D4V4raNYIOhETfcuuLI3bGLB-OYIv6X",
-            "REDS val300 29.09/0.867", tlc=True),
+    _nafnet(
+        "sidd-width32",
+        "NAFNet-SIDD-width32",
+        "real-denoise",
+        "1lsByk21Xw-6aW7epCwOQxvm6HYCQZPHZ",
+        "SIDD 39.97/0.960",
+        tlc=False,
+    ),
+    _nafnet(
+        "sidd-width64",
+        "NAFNet-SIDD-width64",
+        "real-denoise",
+        "14Fht1QQJ2gMlk4N1ERCRuElg8JfjrWWR",
+        "SIDD 40.30/0.961",
+        tlc=False,
+    ),
+    _nafnet(
+        "gopro-width32",
+        "NAFNet-GoPro-width32",
+        "deblur",
+        "1Fr2QadtDCEXg6iwWX8OzeZLbHOx2t5Bj",
+        "GoPro 32.87/0.961",
+        tlc=True,
+    ),
+    _nafnet(
+        "gopro-width64",
+        "NAFNet-GoPro-width64",
+        "deblur",
+        "1S0PVRbyTakYY9a82kujgZLbMihfNBLfC",
+        "GoPro 33.71/0.967",
+        tlc=True,
+    ),
+    _nafnet(
+        "reds-width64",
+        "NAFNet-REDS-width64",
+        "deblur",
+        "14D4V4raNYIOhETfcuuLI3bGLB-OYIv6X",
+        "REDS val300 29.09/0.867",
+        tlc=True,
+    ),
     _safmn(2, "38.00/0.9605 33.54/0.9177 32.16/0.8995 31.84/0.9256 38.71/0.9771"),
     _safmn(3, "34.34/0.9267 30.33/0.8418 29.08/0.8048 27.95/0.8474 33.52/0.9437"),
     _safmn(4, "32.18/0.8948 28.60/0.7813 27.58/0.7359 25.97/0.7809 30.43/0.9063"),

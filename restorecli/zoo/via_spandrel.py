@@ -110,7 +110,9 @@ def detect(state: Mapping[str, torch.Tensor], source: str) -> spandrel.ImageMode
             f"Expected an architecture restorecli or spandrel recognises, but neither knows these keys ({source})"
         ) from exc
     except (RuntimeError, ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:
-        raise CheckpointError(f"Expected weights spandrel can build a model from, but it failed: {exc} ({source})") from exc
+        raise CheckpointError(
+            f"Expected weights spandrel can build a model from, but it failed: {exc} ({source})"
+        ) from exc
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise CheckpointError(
             f"Expected an image-to-image model, but {descriptor.architecture.name} is a "

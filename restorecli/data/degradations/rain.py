@@ -160,12 +160,18 @@ def _as_mixture(value: Mapping[str, float] | Sequence[Sequence[Any]]) -> tuple[t
 RAIN_PRESETS: dict[str, RainParams] = {
     # Version 0.1's thin additive streaks, kept for the recipes and cards that name them.
     "light": RainParams(
-        density_range=(0.001, 0.003), length_range=(10.0, 20.0), width_range=(0.8, 1.2),
-        intensity_range=(0.3, 0.6), layers_range=(1, 1),
+        density_range=(0.001, 0.003),
+        length_range=(10.0, 20.0),
+        width_range=(0.8, 1.2),
+        intensity_range=(0.3, 0.6),
+        layers_range=(1, 1),
     ),
     "medium": RainParams(
-        density_range=(0.002, 0.004), length_range=(15.0, 30.0), width_range=(1.0, 1.8),
-        intensity_range=(0.3, 0.6), layers_range=(1, 2),
+        density_range=(0.002, 0.004),
+        length_range=(15.0, 30.0),
+        width_range=(1.0, 1.8),
+        intensity_range=(0.3, 0.6),
+        layers_range=(1, 2),
     ),
     "mixed": RainParams(),
 }
@@ -173,35 +179,64 @@ RAIN_PRESETS.update(
     {
         # Rain100L (JORDER, Yang et al. CVPR 2017): one kind of streak, sparse and light, one direction.
         "rain100l": RainParams(
-            density_range=(0.0008, 0.002), angle_range=(-30.0, 30.0), angle_jitter=0.0,
-            length_range=(15.0, 35.0), width_range=(1.2, 2.0), intensity_range=(0.3, 0.55),
-            layers_range=(1, 1), taper=0.5,
+            density_range=(0.0008, 0.002),
+            angle_range=(-30.0, 30.0),
+            angle_jitter=0.0,
+            length_range=(15.0, 35.0),
+            width_range=(1.2, 2.0),
+            intensity_range=(0.3, 0.55),
+            layers_range=(1, 1),
+            taper=0.5,
         ),
         # Rain100H (same paper): five streak directions overlaid, dense, long, wide and bright.
         "rain100h": RainParams(
-            density_range=(0.0004, 0.0009), angle_range=(-25.0, 25.0), angle_jitter=12.0,
-            length_range=(30.0, 70.0), width_range=(2.5, 4.0), intensity_range=(0.5, 0.85),
-            layers_range=(5, 5), taper=0.5, modulation=0.3,
+            density_range=(0.0004, 0.0009),
+            angle_range=(-25.0, 25.0),
+            angle_jitter=12.0,
+            length_range=(30.0, 70.0),
+            width_range=(2.5, 4.0),
+            intensity_range=(0.5, 0.85),
+            layers_range=(5, 5),
+            taper=0.5,
+            modulation=0.3,
         ),
         # Rain800/Test100 (ID-CGAN, Zhang et al. 2017) and Rain1400 (DDN, Fu et al. CVPR 2017):
         # Photoshop streak layers, one to five depths, angles to +-45 degrees, screen blending.
         "photoshop": RainParams(
-            density_range=(0.0005, 0.0025), angle_range=(-45.0, 45.0), angle_jitter=5.0,
-            length_range=(4.0, 80.0), width_range=(1.0, 4.0), intensity_range=(0.2, 0.75),
-            layers_range=(1, 5), taper=0.6, modulation=0.5, blend="screen",
+            density_range=(0.0005, 0.0025),
+            angle_range=(-45.0, 45.0),
+            angle_jitter=5.0,
+            length_range=(4.0, 80.0),
+            width_range=(1.0, 4.0),
+            intensity_range=(0.2, 0.75),
+            layers_range=(1, 5),
+            taper=0.6,
+            modulation=0.5,
+            blend="screen",
         ),
         # JORDER's heavy rain: dense streaks under a veil of accumulated drops.
         "heavy": RainParams(
-            density_range=(0.0006, 0.0015), angle_range=(-30.0, 30.0), angle_jitter=10.0,
-            length_range=(20.0, 60.0), width_range=(1.5, 3.5), intensity_range=(0.4, 0.8),
-            layers_range=(2, 4), taper=0.5, modulation=0.3,
-            transmission_range=(0.6, 0.95), transmission_variation=0.1, atmosphere_range=(0.75, 0.95),
+            density_range=(0.0006, 0.0015),
+            angle_range=(-30.0, 30.0),
+            angle_jitter=10.0,
+            length_range=(20.0, 60.0),
+            width_range=(1.5, 3.5),
+            intensity_range=(0.4, 0.8),
+            layers_range=(2, 4),
+            taper=0.5,
+            modulation=0.3,
+            transmission_range=(0.6, 0.95),
+            transmission_variation=0.1,
+            atmosphere_range=(0.75, 0.95),
         ),
     }
 )
 # What the benchmark-like default draws from, per training patch.
 MIXTURE_WEIGHTS: tuple[tuple[str, float], ...] = (
-    ("rain100l", 0.25), ("rain100h", 0.3), ("photoshop", 0.3), ("heavy", 0.15),
+    ("rain100l", 0.25),
+    ("rain100h", 0.3),
+    ("photoshop", 0.3),
+    ("heavy", 0.15),
 )
 RAIN_PRESETS["mixture"] = RainParams(mixture=MIXTURE_WEIGHTS)
 
