@@ -23,6 +23,7 @@ from restorecli.archs.streaming import (
 )
 from restorecli.engine.options import RunOptions
 from restorecli.engine.padding import pad_to_multiple
+from restorecli.engine import runner
 from restorecli.engine.runner import estimate_bytes_per_pixel, restore_tensor
 from restorecli.errors import ConfigError
 from restorecli.zoo.architectures import ARCHITECTURES, build_model, build_on_meta, resolve_config
@@ -225,3 +226,23 @@ def test_the_engine_tiles_when_asked_or_when_not_even_a_strip_fits(caplog: pytes
     messages = _engine_messages(caplog)
     assert not any("streams" in message for message in messages)
     assert any("tiling at" in message for message in messages)  # the last resort, announced
+
+
+def test_the_cpu_streams_in_cache_sized_pieces_and_accelerators_in_the_largest_strip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner, "available_memory", lambda device: 64 << 30)
+    cpu = _tiny_restormer_descriptor()
+    shape = (1, 3, 1024, 1000)
+    assert runner._streaming(cpu, shape, RunOptions()) == runner._Streaming(48, 8)  # 1000 / 128 columns
+    assert runner._streaming(cpu, (1, 3, 64, 96), RunOptions()) == runner._Streaming(48, 1)
+    # An accelerator (a meta-device model stands in for one: only its device type is read) gets the
+    # tallest strip the budget allows, in one piece.
+    kwargs = resolve_config("restormer", _TINY_RESTORMER)
+    accelerator = describe(build_on_meta("restormer", kwargs), "tiny-restormer", "restormer", kwargs)
+    assert accelerator.device.type == "meta"
+    assert runner._streaming(accelerator, shape, RunOptions()) == runner._Streaming(1024, 1)
+    budget = streamed_peak_bytes(accelerator.module, shape, 100)
+    streaming = runner._streaming(accelerator, shape, RunOptions(max_memory=budget))
+    assert streaming is not None and 96 <= streaming.strip <= 100 and streaming.pieces == 1
+    assert runner._streaming(cpu, shape, RunOptions(tile=256)) is None  # tiles asked for
