@@ -484,7 +484,6 @@ def test_scale_padding_and_channels() -> None:
     assert camixer.padding({}) == (16, "reflect")
     assert camixer.channels({"n_colors": 1}) == (1, 1)
     assert architectures.get_arch("nafnet").scale({}) == architectures.get_arch("restormer").scale({}) == 1
-    assert not safmn.is_local({}) and not camixer.is_local({})
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ class Invert(nn.Module):
 
 
 def describe(module: nn.Module) -> ModelDescriptor:
-    return ModelDescriptor(module, "invert", "test", {}, None, 3, 3, 8, "reflect", True)
+    return ModelDescriptor(module, "invert", "test", {}, None, 3, 3, 8, "reflect")
 
 
 def _pixels(shape: tuple[int, ...], dtype: type, seed: int) -> np.ndarray:

@@ -41,7 +41,6 @@ def describe(
         out_channels=out_channels,
         pad_multiple=multiple,
         pad_mode=mode,
-        local=True,
         auto_device=auto_device,
     )
 
@@ -204,46 +203,27 @@ def test_the_memory_estimate_sees_functional_convolutions() -> None:
     assert estimate_bytes_per_pixel(describe(WeightSliceNet())) == runner._ACTIVATION_FACTOR * 20 * 4
 
 
-def test_automatic_tiling_of_a_global_model_is_announced(
+def test_automatic_tiling_is_announced_once_per_model(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     descriptor = describe(conv_net())
     per_pixel = estimate_bytes_per_pixel(descriptor)
     monkeypatch.setattr(runner, "available_memory", lambda device: int(per_pixel * 64 * 64))
     restore_tensor(descriptor, torch.rand(1, 3, 150, 170), OVERLAP_16)
-    assert not caplog.records  # local: tiling is exact, nothing to say
-    descriptor.local = False
-    restore_tensor(descriptor, torch.rand(1, 3, 150, 170), OVERLAP_16)
-    assert "global operators then see each tile" in caplog.text
+    assert "sees each tile rather than the whole image" in caplog.text
     caplog.clear()
     restore_tensor(descriptor, torch.rand(1, 3, 150, 170), OVERLAP_16)
     assert not caplog.records  # once per model, not once per image of a batch
 
 
-def test_local_models_keep_cpu_tiles_within_the_local_budget_even_with_memory_to_spare(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    model = Recorder(conv_net())
-    descriptor = describe(model)
-    per_pixel = estimate_bytes_per_pixel(descriptor)
-    monkeypatch.setattr(runner, "available_memory", lambda device: 1 << 40)
-    monkeypatch.setattr(runner, "LOCAL_CPU_BUDGET", int(per_pixel * 64 * 64))
-    x = torch.rand(1, 3, 150, 170)
-    result = restore_tensor(descriptor, x, OVERLAP_16)
-    assert max(batch * height * width for batch, _, height, width in model.shapes) <= 64 * 64
-    torch.testing.assert_close(result, official(descriptor, x), rtol=0, atol=1e-5)
-
-
-def test_global_models_run_whole_when_the_free_memory_allows(
+def test_models_run_whole_when_the_free_memory_allows(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # No fixed CPU cap for a model whose operators see the whole image: tiling would change its output.
+    # No fixed CPU cap: tiling would change the output.
     model = Recorder(conv_net())
     descriptor = describe(model)
-    descriptor.local = False
     per_pixel = estimate_bytes_per_pixel(descriptor)
     monkeypatch.setattr(runner, "available_memory", lambda device: int(per_pixel * 160 * 176) + 1)
-    monkeypatch.setattr(runner, "LOCAL_CPU_BUDGET", int(per_pixel * 64 * 64))
     model.shapes.clear()  # the probe's pass
     restore_tensor(descriptor, torch.rand(1, 3, 150, 170), OVERLAP_16)
     assert model.shapes == [(1, 3, 152, 176)] and not caplog.records
@@ -252,13 +232,12 @@ def test_global_models_run_whole_when_the_free_memory_allows(
 def test_max_memory_caps_automatic_tiles(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     model = Recorder(conv_net())
     descriptor = describe(model)
-    descriptor.local = False
     per_pixel = estimate_bytes_per_pixel(descriptor)
     monkeypatch.setattr(runner, "available_memory", lambda device: 1 << 40)
     capped = RunOptions(overlap=16, max_memory=int(per_pixel * 64 * 64))
     restore_tensor(descriptor, torch.rand(1, 3, 150, 170), capped)
     assert max(batch * height * width for batch, _, height, width in model.shapes) <= 64 * 64
-    assert "global operators then see each tile" in caplog.text and "--max-memory" in caplog.text
+    assert "sees each tile rather than the whole image" in caplog.text and "--max-memory" in caplog.text
 
 
 def test_bytes_per_pixel_estimate_scales_with_the_widest_layer() -> None:

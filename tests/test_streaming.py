@@ -21,9 +21,9 @@ from restorecli.archs.streaming import (
     streamed_peak_bytes,
     supports_streaming,
 )
+from restorecli.engine import runner
 from restorecli.engine.options import RunOptions
 from restorecli.engine.padding import pad_to_multiple
-from restorecli.engine import runner
 from restorecli.engine.runner import estimate_bytes_per_pixel, restore_tensor
 from restorecli.errors import ConfigError
 from restorecli.zoo.architectures import ARCHITECTURES, build_model, build_on_meta, resolve_config

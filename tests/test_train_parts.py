@@ -13,6 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from torch import nn
 
 from restorecli.data.degradations import degrade_files, make_params
+from restorecli.engine.options import RunOptions
 from restorecli.errors import ConfigError, DatasetError
 from restorecli.images import read_array, write_array
 from restorecli.train.data import (
@@ -27,6 +28,7 @@ from restorecli.train.losses import build_loss, charbonnier_loss, fft_l1_loss, l
 from restorecli.train.optim import EMA, WarmupCosine
 from restorecli.train.recipe import DegradationSection, LossSection, ValidationSection, recipe_from_dict
 from restorecli.train.validate import validate
+from restorecli.zoo.descriptor import ModelDescriptor
 
 
 def smooth_image(seed: int, height: int = 40, width: int = 48) -> np.ndarray:
@@ -245,7 +247,8 @@ def test_validate_scores_an_identity_model_as_its_input(clean_dir: Path) -> None
     section = ValidationSection(clean=str(clean_dir), degradation=DegradationSection("noise", {"sigma": 15.0}), crop=30)
     items = build_validation_set(section, recipe, channels=3)
     assert items[0].degraded.shape == (30, 30, 3)
-    scores = validate(nn.Identity(), items, multiple=8, mode="constant", device=torch.device("cpu"))
+    identity = ModelDescriptor(nn.Identity(), "identity", "test", {}, None, 3, 3, 8, "constant")
+    scores = validate(identity, items, options=RunOptions())
     assert scores.images == 4
     assert scores.psnr == pytest.approx(scores.input_psnr) and scores.ssim == pytest.approx(scores.input_ssim)
     assert 20 < scores.input_psnr < 30

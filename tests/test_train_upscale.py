@@ -13,6 +13,7 @@ from torch import nn
 from restorecli.api import load_model
 from restorecli.data.degradations import DownscaleParams, degrade, degrade_files, make_params, size_factor
 from restorecli.data.resize import downscale_files, imresize
+from restorecli.engine.options import RunOptions
 from restorecli.errors import ConfigError
 from restorecli.images import read_array, write_array
 from restorecli.metrics.psnr_ssim import psnr
@@ -21,6 +22,7 @@ from restorecli.train.loop import train
 from restorecli.train.recipe import DegradationSection, Recipe, ValidationSection, load_recipe, recipe_from_dict
 from restorecli.train.trainer import Trainer
 from restorecli.train.validate import restore_float_image, validate
+from restorecli.zoo.descriptor import ModelDescriptor
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -192,14 +194,12 @@ def test_sr_validation_crops_the_padded_output_and_scores_bicubic_as_the_input()
     clean = smooth_image(3, 26, 22)
     low = imresize(clean, 0.5)
     item = ValidationItem("x", low.astype(np.float32) / 255, clean.astype(np.float32) / 255)
-    model = nn.Upsample(scale_factor=2, mode="nearest")
-    output = restore_float_image(model, item.degraded, 8, "reflect", torch.device("cpu"), None)
+    model = _upsampler(2)
+    output = restore_float_image(model, item.degraded, RunOptions())
     assert output.shape == (26, 22, 3)  # 13x11 padded to 16x16, upscaled to 32x32, cropped back
     np.testing.assert_array_equal(output, np.repeat(np.repeat(item.degraded, 2, axis=0), 2, axis=1))
 
-    scores = validate(
-        model, [item], multiple=8, mode="reflect", device=torch.device("cpu"), crop_border=2, y_channel=True
-    )
+    scores = validate(model, [item], options=RunOptions(), crop_border=2, y_channel=True)
     nearest = np.repeat(np.repeat(low, 2, axis=0), 2, axis=1)
     assert scores.psnr == pytest.approx(psnr(nearest, clean, data_range=255, crop_border=2, y_channel=True))
     bicubic = imresize(low, 2)
@@ -207,7 +207,13 @@ def test_sr_validation_crops_the_padded_output_and_scores_bicubic_as_the_input()
     assert scores.input_psnr > scores.psnr  # bicubic beats pixel repetition on smooth images
 
     with pytest.raises(ConfigError, match="outputs the size of the clean validation images, but got 44x52 for 22x26"):
-        validate(nn.Upsample(scale_factor=4), [item], multiple=8, mode="reflect", device=torch.device("cpu"))
+        validate(_upsampler(4), [item], options=RunOptions())
+
+
+def _upsampler(scale: int) -> ModelDescriptor:
+    """Pixel repetition as a model of the given scale (padding as the engine's reflect rule)."""
+    upsample = nn.Upsample(scale_factor=scale, mode="nearest")
+    return ModelDescriptor(upsample, f"nearest-x{scale}", "test", {}, None, 3, 3, 8, "reflect", scale=scale)
 
 
 # ---------------------------------------------------------------- end to end

@@ -7,9 +7,8 @@ Memory. The full image, its padded copy and the blended result stay where the in
 (normally the CPU); only one batch of tiles at a time goes to the model's device, so device memory
 is bounded by the tile batch, not by the image. With ``tile=None`` the image runs whole when a
 per-pixel estimate of its forward pass fits a share of the device's free memory (or
-``max_memory``), and is tiled otherwise, announced for models with global operators, whose output
-then changes. Only local models, whose tiled output equals the untiled one, are also kept within
-:data:`LOCAL_CPU_BUDGET` on the CPU, where moderate tiles keep memory flat at no cost in output.
+``max_memory``), and is tiled otherwise, announced: no network here has a receptive field that a
+tile's margin covers, so tiles change the output.
 Models that support streaming (Restormer, NAFNet: :mod:`restorecli.archs.streaming`) are not tiled
 automatically: every block runs over horizontal strips of the whole image, sized to the same budget,
 and the output equals the whole-image forward; tiles remain for them only when not even the
@@ -81,10 +80,6 @@ MAX_AUTO_TILE_BATCH = {"cpu": 1, "cuda": 8, "mps": 8}
 # Share of the device's free memory one batch of tiles may use; the CPU also holds the images.
 _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.8, "mps": 0.8}
 _UNKNOWN_CPU_MEMORY = 4 << 30
-# Most estimated work memory for a local model on the CPU: its tiles are exact, and larger ones
-# gain little speed per pixel while memory grows with them (bench/bench_performance.py). Models with
-# global operators get no such cap: tiling would change their output.
-LOCAL_CPU_BUDGET = 2 << 30
 # How a model streams on the CPU (restorecli.archs.streaming): the temporaries of one piece of a strip
 # should stay in the caches, and the halo pixels recomputed around it should stay few. Pieces of about
 # 48 x 128 pixels do both (bench/bench_streaming.py --modes strip-64,strip-48x8); fewer rows when the
@@ -203,14 +198,11 @@ def _release_cached_memory(device: torch.device) -> None:
 def memory_budget(descriptor: ModelDescriptor, options: RunOptions) -> int:
     """Bytes one batch of tiles may use: a share of the free memory, within ``options.max_memory``.
 
-    A local model on the CPU also stays within :data:`LOCAL_CPU_BUDGET` (its tiles are exact); a
-    model with global operators gets the whole share, so it runs untiled whenever the image fits.
+    No fixed cap: tiles change the output, so an image runs whole whenever it fits.
     """
     budget = available_memory(descriptor.device)
     if options.max_memory is not None:
         budget = min(budget, options.max_memory)
-    if descriptor.local and descriptor.device.type == "cpu":
-        budget = min(budget, LOCAL_CPU_BUDGET)
     return budget
 
 
@@ -228,12 +220,13 @@ def _choose_tiling(descriptor: ModelDescriptor, padded_shape: Sequence[int], opt
         if height * width * per_pixel > budget:
             fitting = int(math.sqrt(budget / per_pixel)) // multiple * multiple
             tile = max(fitting, minimum_tile(overlap, multiple, descriptor.min_size))
-            # A local model's tiled output equals its untiled one; say so otherwise (once per model).
-            if not descriptor.local and _first_time(_warned_tiling, descriptor.module):
+            # The networks here see further than a tile's margin (attention, global pooling, deep
+            # receptive fields), so their tiled output differs: say so (once per model).
+            if _first_time(_warned_tiling, descriptor.module):
                 logger.warning(
-                    "%dx%d needs about %s but %s allows %s: tiling at %d px; %s's global operators then see "
-                    "each tile rather than the whole image (a larger --tile or --max-memory trades memory for "
-                    "that context)",
+                    "%dx%d needs about %s but %s allows %s: tiling at %d px; %s then sees each tile rather "
+                    "than the whole image, so the output differs from an untiled run (a larger --tile or "
+                    "--max-memory trades memory for that context)",
                     height,
                     width,
                     _gib(height * width * per_pixel),

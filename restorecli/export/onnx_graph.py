@@ -224,7 +224,6 @@ def _facts(
         max_difference=max_difference,
         version=__version__,
         scale=descriptor.scale,
-        local=descriptor.local,
         min_size=descriptor.min_size,
         square=descriptor.square,
         size=list(size) if size is not None else None,

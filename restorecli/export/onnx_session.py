@@ -60,7 +60,7 @@ class OnnxFacts:
         in_channels / out_channels / scale: input and output channels, output side / input side.
         pad_multiple / pad_mode: input sides must be multiples of ``pad_multiple``; the engine pads
             bottom/right with ``pad_mode`` (not the graph).
-        local / min_size / square: the descriptor's tiling facts, carried over.
+        min_size / square: the descriptor's input constraints, carried over.
         dtype: ``float32`` or ``float16``: the graph's input and output element type.
         size: ``[H, W]`` of a fixed-size graph, or None when height and width are dynamic.
         opset: the ONNX operator set.
@@ -81,7 +81,6 @@ class OnnxFacts:
     max_difference: float
     version: str
     scale: int = 1
-    local: bool = False
     min_size: int = 0
     square: bool = False
     size: list[int] | None = field(default=None)
@@ -138,7 +137,6 @@ class OnnxFacts:
             "out_channels": self.out_channels,
             "pad_multiple": multiple,
             "pad_mode": self.pad_mode,
-            "local": self.local,
             "scale": self.scale,
             "min_size": self.min_size,
             "square": self.square,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from restorecli import __version__
 from restorecli.engine.device import resolve_device
+from restorecli.engine.options import RunOptions
 from restorecli.errors import CheckpointError
 from restorecli.images import atomic_path
 from restorecli.train import checkpoint as ckpt
@@ -25,7 +26,7 @@ from restorecli.train.recipe import Recipe, parse_override, recipe_from_dict, se
 from restorecli.train.validate import validate
 from restorecli.zoo.architectures import get_arch
 from restorecli.zoo.card import ModelCard, TrainingStage, Validation, read_card, write_card
-from restorecli.zoo.loader import build_and_load
+from restorecli.zoo.loader import build_and_load, describe
 
 TASK_BY_DEGRADATION = {"noise": "denoise", "blur": "deblur", "rain": "derain", "downscale": "upscale"}
 
@@ -75,7 +76,7 @@ def export_run(
     spec = get_arch(state["arch"])
     model, _ = build_and_load(spec.name, state["config"], state["ema"], f"EMA weights of {latest}")
 
-    multiple, mode = spec.padding(state["config"], recipe.model.pad_mode)
+    _, mode = spec.padding(state["config"], recipe.model.pad_mode)
     val: Validation | None = None
     if recipe.validation is not None:
         section = dataclasses.replace(
@@ -83,12 +84,11 @@ def export_run(
         )
         target = resolve_device(device or recipe.runtime.device)
         items = build_validation_set(section, recipe, spec.channels(state["config"])[0])
+        descriptor = describe(model.to(target), recipe.name, spec.name, state["config"], pad_mode=mode)
         scores = validate(
-            model.to(target),
+            descriptor,
             items,
-            multiple=multiple,
-            mode=mode,
-            device=target,
+            options=RunOptions(fallback=False),
             crop_border=section.crop_border,
             y_channel=section.y_channel,
         )

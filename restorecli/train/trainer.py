@@ -14,6 +14,7 @@ from torch import nn
 
 from restorecli.data.degradations import size_factor
 from restorecli.engine.device import precision_dtype
+from restorecli.engine.options import RunOptions
 from restorecli.errors import CheckpointError, ConfigError
 from restorecli.train import checkpoint as ckpt
 from restorecli.train.data import BatchPlan, ValidationItem, degradations_params
@@ -22,7 +23,7 @@ from restorecli.train.optim import EMA, build_optimizer
 from restorecli.train.recipe import Recipe, ValidationSection, recipe_to_dict
 from restorecli.train.validate import ValidationScores, validate
 from restorecli.zoo.architectures import build_model, get_arch, resolve_config
-from restorecli.zoo.loader import build_and_load, read_state_dict
+from restorecli.zoo.loader import build_and_load, describe, read_state_dict
 
 
 class Trainer:
@@ -36,7 +37,7 @@ class Trainer:
         self.channels = self.arch.channels(self.config)[0]
         self.scale = self.arch.scale(self.config)
         check_scale(recipe, self.scale)
-        self.multiple, self.pad_mode = self.arch.padding(self.config, recipe.model.pad_mode)
+        self.pad_mode = self.arch.padding(self.config, recipe.model.pad_mode)[1]  # resolved: the card records it
         _seed_all(recipe.seed)
         channels_last = recipe.runtime.channels_last
         if channels_last is None:
@@ -104,16 +105,9 @@ class Trainer:
 
     def validate(self, items: list[ValidationItem], section: ValidationSection) -> ValidationScores:
         """Score the EMA weights on the validation items (border crop and Y channel from ``section``)."""
-        self.val = validate(
-            self.ema_model(),
-            items,
-            multiple=self.multiple,
-            mode=self.pad_mode,
-            device=self.device,
-            crop_border=section.crop_border,
-            y_channel=section.y_channel,
-            autocast=self.autocast,
-        )
+        model = describe(self.ema_model(), self.recipe.name, self.arch.name, self.config, pad_mode=self.pad_mode)
+        options = RunOptions(precision=self.recipe.runtime.precision, fallback=False)
+        self.val = validate(model, items, options=options, crop_border=section.crop_border, y_channel=section.y_channel)
         return self.val
 
     def state_dict(self) -> dict[str, Any]:

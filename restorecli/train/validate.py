@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from restorecli.data.resize import imresize
-from restorecli.engine.padding import PadMode, crop, pad_to_multiple
+from restorecli.engine.options import RunOptions
+from restorecli.engine.runner import restore_tensor
 from restorecli.errors import ConfigError
 from restorecli.metrics.psnr_ssim import psnr, ssim
 from restorecli.train.data import ValidationItem
+from restorecli.zoo.descriptor import ModelDescriptor
 
 _DATA_RANGE = 255
 
@@ -42,29 +43,15 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-@torch.no_grad()
-def restore_float_image(
-    model: nn.Module,
-    image: np.ndarray,
-    multiple: int,
-    mode: PadMode,
-    device: torch.device,
-    autocast: torch.dtype | None,
-) -> np.ndarray:
-    """Run ``model`` on one float ``(H, W, C)`` image, padded to its multiple and cropped back.
+def restore_float_image(descriptor: ModelDescriptor, image: np.ndarray, options: RunOptions) -> np.ndarray:
+    """Restore one float ``(H, W, C)`` image through the engine, as inference would run the model.
 
-    Unlike the engine's ``restore_array`` (integer pixels), this keeps the float input of the
-    denoising protocol (unclipped, unquantised noise); padding is the engine's. A network whose
-    output is ``s`` times its input (super-resolution) returns ``(s * H, s * W, C)``: the output of
-    the padding is cropped away at ``s`` times its size.
+    Unlike :func:`~restorecli.engine.runner.restore_array` (integer pixels), this keeps the float
+    input of the denoising protocol (unclipped, unquantised noise). A super-resolution model returns
+    ``(s * H, s * W, C)``.
     """
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
-    height, width = x.shape[-2:]
-    padded = pad_to_multiple(x, multiple, mode)
-    with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-        y = model(padded)
-    scale = y.shape[-1] // padded.shape[-1]
-    return crop(y, scale * height, scale * width)[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    return restore_tensor(descriptor, x, options)[0].permute(1, 2, 0).numpy()
 
 
 def input_baseline(degraded: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -73,26 +60,27 @@ def input_baseline(degraded: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def validate(
-    model: nn.Module,
+    descriptor: ModelDescriptor,
     items: Sequence[ValidationItem],
     *,
-    multiple: int,
-    mode: PadMode,
-    device: torch.device,
+    options: RunOptions,
     crop_border: int = 0,
     y_channel: bool = False,
-    autocast: torch.dtype | None = None,
 ) -> ValidationScores:
     """Mean PSNR/SSIM of the model's outputs and of the degraded inputs against the clean images.
+
+    The model runs through the engine (:func:`~restorecli.engine.runner.restore_tensor`) with
+    ``options``, so a validation score is what ``restore`` itself would produce.
 
     Raises:
         ConfigError: an output whose size differs from its clean image (a network of another scale).
     """
+    model = descriptor.module
     was_training = model.training
     model.eval()
     scores = []
     for item in items:
-        output = to_uint8(restore_float_image(model, item.degraded, multiple, mode, device, autocast))
+        output = to_uint8(restore_float_image(descriptor, item.degraded, options))
         clean = to_uint8(item.clean)
         if output.shape != clean.shape:
             raise ConfigError(
@@ -100,13 +88,13 @@ def validate(
                 f"{output.shape[1]}x{output.shape[0]} for {clean.shape[1]}x{clean.shape[0]} ({item.name})"
             )
         degraded = input_baseline(to_uint8(item.degraded), clean.shape)
-        options = {"data_range": _DATA_RANGE, "crop_border": crop_border, "y_channel": y_channel}
+        protocol = {"data_range": _DATA_RANGE, "crop_border": crop_border, "y_channel": y_channel}
         scores.append(
             (
-                psnr(output, clean, **options),
-                ssim(output, clean, **options),
-                psnr(degraded, clean, **options),
-                ssim(degraded, clean, **options),
+                psnr(output, clean, **protocol),
+                ssim(output, clean, **protocol),
+                psnr(degraded, clean, **protocol),
+                ssim(degraded, clean, **protocol),
             )
         )
     model.train(was_training)

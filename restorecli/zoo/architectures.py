@@ -44,7 +44,6 @@ class ArchSpec:
         padding_rule: config -> ``(multiple, mode)`` the input must be padded to (bottom/right).
         channel_rule: config -> ``(in_channels, out_channels)``.
         inferrer: state dict -> config, or None when the keys are not this family's.
-        local: True when an output pixel depends only on a bounded neighbourhood.
         tlc_variant: the registry name of this family's test-time-local-converter variant.
         channels_last: inference is faster on channels-last inputs, so the engine uses it by default
             (measured per architecture by ``bench/bench_performance.py --levers``).
@@ -59,7 +58,6 @@ class ArchSpec:
     padding_rule: Callable[[Config], tuple[int, PadMode]]
     channel_rule: Callable[[Config], tuple[int, int]]
     inferrer: Callable[[StateDict], Config | None]
-    local: bool = False
     tlc_variant: str | None = None
     channels_last: bool = False
     scale_rule: Callable[[Config], int] = lambda config: 1
@@ -100,10 +98,6 @@ class ArchSpec:
     def scale(self, kwargs: Mapping[str, Any]) -> int:
         """Output side / input side: an ``(N, C, H, W)`` input gives ``(N, C', H * scale, W * scale)``."""
         return self.scale_rule(self.complete(kwargs))
-
-    def is_local(self, kwargs: Mapping[str, Any]) -> bool:
-        """Whether tiling with a margin is exact (False for attention and global pooling)."""
-        return self.local
 
     def infer(self, state_dict: StateDict) -> Config | None:
         """The config that produced ``state_dict``, or None when it is not this family's."""

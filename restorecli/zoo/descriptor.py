@@ -29,8 +29,6 @@ class ModelDescriptor:
         task: ``"derain"``, ``"deblur"``, ``"denoise"``, ... or None when unknown.
         in_channels / out_channels: 1 grey, 3 RGB, 6 dual-pixel pair.
         pad_multiple / pad_mode: the family's official padding rule (bottom/right).
-        local: True when an output pixel depends only on a bounded neighbourhood (pure convolutions),
-            so tiling with a margin is exact; False for global operators (attention, global pooling).
         channels_last: the architecture runs faster on channels-last inputs (engine default).
         scale: output side / input side (1 for restoration, 2-4 for super-resolution).
         min_size: the smallest input side the network takes; smaller inputs are padded up to it.
@@ -49,7 +47,6 @@ class ModelDescriptor:
     out_channels: int
     pad_multiple: int
     pad_mode: PadMode
-    local: bool
     channels_last: bool = False
     scale: int = 1
     min_size: int = 0

@@ -122,7 +122,6 @@ def describe(
         out_channels=out_channels,
         pad_multiple=multiple,
         pad_mode=mode,
-        local=spec.is_local(kwargs),
         channels_last=spec.channels_last,
         scale=spec.scale(kwargs),
         extra=extra or {},
@@ -241,7 +240,6 @@ def _describe_spandrel(
         out_channels=facts["out_channels"],
         pad_multiple=facts["pad_multiple"],
         pad_mode="reflect-replicate",  # as spandrel pads (reflection, then replication past the side)
-        local=False,
         scale=facts["scale"],
         min_size=facts["min_size"],
         square=facts["square"],
