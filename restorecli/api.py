@@ -38,7 +38,7 @@ def load_model(
     *,
     weights: str | Path | None = None,
     arch_from: str | None = None,
-    tlc: bool | None = None,
+    variant: str | None = None,
     progress: bool = True,
 ) -> ModelDescriptor:
     """Load a zoo model or a checkpoint onto a device, ready for :func:`restore_image`.
@@ -51,14 +51,15 @@ def load_model(
             a named device fails with a DeviceError instead (``RunOptions.fallback`` overrides).
         weights: explicit weight file for a zoo name.
         arch_from: zoo entry whose architecture a bare checkpoint uses.
-        tlc: force NAFNet's test-time local converter on or off (None: the entry's default).
+        variant: an architecture variant for the weights (NAFNet: ``tlc``, its test-time local
+            converter, or ``plain``; None: the entry's choice).
         progress: show a progress bar if weights are downloaded.
     """
     descriptor = load_descriptor(
         name_or_path,
         weights=Path(weights) if weights is not None else None,
         arch_from=arch_from,
-        tlc=tlc,
+        variant=variant,
         progress=progress,
     )
     descriptor.module.to(resolve_device(device))

@@ -12,11 +12,12 @@ from restorecli.archs import NAFNet, NAFNetLocal, Restormer
 from restorecli.errors import CheckpointError, ConfigError, UnknownModelError
 from restorecli.zoo.architectures import (
     ARCHITECTURES,
+    PLAIN,
+    arch_variant,
     build_model,
     build_on_meta,
     get_arch,
     infer_arch,
-    local_variant,
     resolve_config,
 )
 
@@ -140,11 +141,12 @@ def test_channels() -> None:
     assert get_arch("nafnet").channels({"img_channel": 1}) == (1, 1)
 
 
-def test_local_variant() -> None:
-    assert local_variant("nafnet") == "nafnet-local"
-    assert local_variant("nafnet-local") == "nafnet-local"
-    with pytest.raises(ConfigError, match="TLC variant"):
-        local_variant("restormer")
+def test_arch_variants() -> None:
+    assert arch_variant("nafnet", "tlc") == arch_variant("nafnet-local", "tlc") == "nafnet-local"
+    assert arch_variant("nafnet-local", PLAIN) == arch_variant("nafnet", PLAIN) == "nafnet"
+    assert arch_variant("restormer", PLAIN) == "restormer"
+    with pytest.raises(ConfigError, match="Expected a variant among plain for restormer, but got 'tlc'"):
+        arch_variant("restormer", "tlc")
 
 
 @pytest.mark.parametrize(("arch", "name"), NAMED)

@@ -201,7 +201,10 @@ def test_cli_exports_then_denoises_with_the_graph(tmp_path: Path) -> None:
     assert np.abs(difference).max() <= 1
 
     result = runner.invoke(app, ["denoise", str(tmp_path / "in"), str(tmp_path / "x"), "--model", str(graph), "--tlc"])
-    assert result.exit_code == 1 and "Error: Expected no --tlc/--no-tlc for an ONNX graph" in result.output
+    assert (
+        result.exit_code == 1
+        and "Error: Expected no architecture variant (--tlc/--no-tlc) for an ONNX graph" in result.output
+    )
 
 
 @pytest.mark.slow

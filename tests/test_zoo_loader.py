@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from restorecli.errors import CheckpointError, UnknownModelError, WeightsNotFoundError
+from restorecli.errors import CheckpointError, ConfigError, UnknownModelError, WeightsNotFoundError
 from restorecli.zoo import architectures, download, loader, pretrained
 from restorecli.zoo.card import ModelCard
 
@@ -137,8 +137,10 @@ def test_unknown_name_suggests_close_matches() -> None:
 def test_tlc_switches_nafnet_to_its_local_variant(tmp_path: Path) -> None:
     path = tmp_path / "tiny.pth"
     torch.save(_tiny_state(), path)
-    assert loader.load_descriptor(path, tlc=True).arch == "nafnet-local"
-    assert loader.load_descriptor(path).arch == "nafnet"
+    assert loader.load_descriptor(path, variant="tlc").arch == "nafnet-local"
+    assert loader.load_descriptor(path, variant="plain").arch == loader.load_descriptor(path).arch == "nafnet"
+    with pytest.raises(ConfigError, match="Expected a variant among plain, tlc for nafnet, but got 'fast'"):
+        loader.load_descriptor(path, variant="fast")
 
 
 def test_missing_bundled_weights_say_where_to_put_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,7 +56,8 @@ def test_each_command_has_a_default_for_its_task() -> None:
 
 
 def test_tlc_is_on_exactly_for_the_gopro_and_reds_releases() -> None:
-    tlc = {e.name for e in pretrained.ENTRIES if e.tlc}
+    tlc = {e.name for e in pretrained.ENTRIES if e.variant == "tlc"}
+    assert {e.variant for e in pretrained.ENTRIES} == {None, "tlc"}
     assert tlc == {"nafnet-gopro-width32", "nafnet-gopro-width64", "nafnet-reds-width64"}
 
 

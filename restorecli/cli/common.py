@@ -60,6 +60,17 @@ MaxMemoryOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+TlcOption = Annotated[
+    bool | None,
+    typer.Option("--tlc/--no-tlc", help="NAFNet test-time local converter (default: the entry's choice)."),
+]
+
+
+def tlc_variant(tlc: bool | None) -> str | None:
+    """The architecture variant ``--tlc``/``--no-tlc`` asks for (None: the entry's choice)."""
+    return None if tlc is None else "tlc" if tlc else "plain"
+
+
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (the summary is still printed).")]
 WorkersOption = Annotated[
     int, typer.Option("--workers", min=0, help="Parallel worker processes (0 = number of CPU cores).")

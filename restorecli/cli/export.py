@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from restorecli.cli.common import JsonOption, reports_errors
+from restorecli.cli.common import JsonOption, TlcOption, reports_errors, tlc_variant
 
 
 @reports_errors
@@ -16,10 +16,7 @@ def export(
     output: Annotated[Path, typer.Argument(metavar="OUT.onnx", help="The ONNX file to write (replaced if present).")],
     model: Annotated[str, typer.Option("--model", help="Zoo name or checkpoint file to export.")],
     weights: Annotated[Path | None, typer.Option("--weights", help="Explicit weight file for the zoo model.")] = None,
-    tlc: Annotated[
-        bool | None,
-        typer.Option("--tlc/--no-tlc", help="NAFNet test-time local converter (default: the entry's choice)."),
-    ] = None,
+    tlc: TlcOption = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX operator set (13 to 20).")] = 17,
     fp16: Annotated[bool, typer.Option("--fp16", help="A float16 graph: inputs, weights and outputs.")] = False,
     size: Annotated[
@@ -42,7 +39,7 @@ def export(
     from restorecli.zoo.loader import load_descriptor
 
     fixed = parse_size(size) if size is not None else None
-    descriptor = load_descriptor(model, weights=weights, tlc=tlc)
+    descriptor = load_descriptor(model, weights=weights, variant=tlc_variant(tlc))
     result = export_onnx(descriptor, output, opset=opset, fp16=fp16, size=fixed, tolerance=tolerance)
     facts = result.facts
     if as_json:

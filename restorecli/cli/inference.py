@@ -19,10 +19,12 @@ from restorecli.cli.common import (
     TileBatchOption,
     TileOption,
     TileOverlapOption,
+    TlcOption,
     apply_input_policy,
     job_exit,
     reports_errors,
     run_options,
+    tlc_variant,
 )
 from restorecli.engine.options import DEFAULT_JPEG_QUALITY, DEFAULT_TILE_OVERLAP, OutputFormat
 
@@ -81,10 +83,7 @@ def _make_command(command: str) -> Callable[..., None]:
         tile_batch: TileBatchOption = None,
         precision: PrecisionOption = "fp32",
         max_memory: MaxMemoryOption = None,
-        tlc: Annotated[
-            bool | None,
-            typer.Option("--tlc/--no-tlc", help="NAFNet test-time local converter (default: the entry's choice)."),
-        ] = None,
+        tlc: TlcOption = None,
         skip_existing: Annotated[
             bool, typer.Option("--skip-existing", help="Leave images and videos whose output exists (resume a run).")
         ] = False,
@@ -154,7 +153,11 @@ def _make_command(command: str) -> Callable[..., None]:
                 else:
                     name, entry_weights = pretrained.model_for_command(command, model, scale), weights
                 loaded = api.load_model(
-                    name, rank_device, weights=entry_weights, tlc=tlc, progress=not quiet and session.is_main
+                    name,
+                    rank_device,
+                    weights=entry_weights,
+                    variant=tlc_variant(tlc),
+                    progress=not quiet and session.is_main,
                 )
                 pretrained.check_scale(loaded.name, loaded.scale, scale)
                 return loaded

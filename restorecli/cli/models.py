@@ -29,7 +29,7 @@ def models(
             {
                 "name": entry.name,
                 "task": entry.task,
-                "arch": entry.arch + (" +TLC" if entry.tlc else ""),
+                "arch": entry.arch + (f" +{entry.variant.upper()}" if entry.variant else ""),
                 "config": entry.config if isinstance(entry.config, str) else "custom",
                 "default": entry.default_for or "",
                 "local": str(local) if local else "-",

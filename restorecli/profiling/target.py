@@ -111,7 +111,7 @@ def resolve_target(
         if weights is not None:
             return ProfileTarget(model, loader.load_descriptor(model, weights=weights, progress=False), str(weights))
         entry = pretrained.get_entry(model)
-        entry_arch = architectures.local_variant(entry.arch) if entry.tlc else entry.arch
+        entry_arch = architectures.arch_variant(entry.arch, entry.variant) if entry.variant else entry.arch
         return target_from_config(entry_arch, entry.config, entry.name)
     if weights is not None:
         return ProfileTarget(str(weights), loader.load_descriptor(weights, progress=False), str(weights))

@@ -14,7 +14,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -29,6 +29,8 @@ from restorecli.errors import CheckpointError, ConfigError, UnknownModelError
 
 Config = dict[str, Any]
 StateDict = Mapping[str, Tensor]
+# The variant name of every family's own network (see ArchSpec.variants).
+PLAIN = "plain"
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class ArchSpec:
         padding_rule: config -> ``(multiple, mode)`` the input must be padded to (bottom/right).
         channel_rule: config -> ``(in_channels, out_channels)``.
         inferrer: state dict -> config, or None when the keys are not this family's.
-        tlc_variant: the registry name of this family's test-time-local-converter variant.
+        variants: other registry names that load this family's weights unchanged, by variant name
+            (NAFNet: ``tlc``, the test-time local converter). :data:`PLAIN` names the family itself.
         channels_last: inference is faster on channels-last inputs, so the engine uses it by default
             (measured per architecture by ``bench/bench_performance.py --levers``).
         scale_rule: config -> output side / input side (1 for restoration, 2-4 for super-resolution).
@@ -58,7 +61,7 @@ class ArchSpec:
     padding_rule: Callable[[Config], tuple[int, PadMode]]
     channel_rule: Callable[[Config], tuple[int, int]]
     inferrer: Callable[[StateDict], Config | None]
-    tlc_variant: str | None = None
+    variants: Mapping[str, str] = field(default_factory=dict)
     channels_last: bool = False
     scale_rule: Callable[[Config], int] = lambda config: 1
 
@@ -338,7 +341,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             channel_rule=_nafnet_channels,
             inferrer=_infer_nafnet,
             channels_last=True,
-            tlc_variant="nafnet-local",
+            variants={"tlc": "nafnet-local"},
         ),
         ArchSpec(
             name="nafnet-local",
@@ -350,7 +353,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             channel_rule=_nafnet_channels,
             inferrer=_infer_nafnet,
             channels_last=True,
-            tlc_variant="nafnet-local",
+            variants={PLAIN: "nafnet", "tlc": "nafnet-local"},
         ),
         ArchSpec(
             name="safmn",
@@ -398,17 +401,19 @@ def _suggest(name: str, known: Mapping[str, Any]) -> str:
     return f" ({hint})"
 
 
-def local_variant(arch: str) -> str:
-    """The TLC variant of ``arch`` (same weights, local pooling), e.g. ``nafnet`` -> ``nafnet-local``.
+def arch_variant(arch: str, variant: str) -> str:
+    """The registry name of ``arch``'s ``variant``, which loads the same weights (``nafnet`` + ``tlc``
+    -> ``nafnet-local``); :data:`PLAIN` is the family's own network.
 
     Raises:
         UnknownModelError: unknown architecture name.
-        ConfigError: the family has no TLC variant (Restormer has no global pooling to replace).
+        ConfigError: the family offers no such variant (Restormer has no global pooling to replace).
     """
     spec = get_arch(arch)
-    if spec.tlc_variant is None:
-        raise ConfigError(f"Expected an architecture with a TLC variant (nafnet), but got {arch!r}")
-    return spec.tlc_variant
+    variants = {PLAIN: spec.name, **spec.variants}
+    if variant not in variants:
+        raise ConfigError(f"Expected a variant among {', '.join(sorted(variants))} for {arch}, but got {variant!r}")
+    return variants[variant]
 
 
 def resolve_config(arch: str | ArchSpec, config: str | Mapping[str, Any] | None = None) -> Config:

@@ -151,7 +151,7 @@ def load_descriptor(
     *,
     weights: Path | None = None,
     arch_from: str | None = None,
-    tlc: bool | None = None,
+    variant: str | None = None,
     progress: bool = True,
 ) -> ModelDescriptor:
     """Load a zoo entry or a checkpoint path into a descriptor on the CPU, in eval mode.
@@ -162,32 +162,35 @@ def load_descriptor(
         weights: explicit weight file for a zoo entry (skips the cache and download).
         arch_from: for a bare checkpoint, a zoo entry whose architecture and config to use
             instead of inferring them from the keys.
-        tlc: force the NAFNet test-time local converter on/off (None keeps the entry's choice).
+        variant: run the weights in this variant of their architecture (NAFNet: ``tlc``, its test-time
+            local converter; ``plain`` the network itself; :func:`~restorecli.zoo.architectures.arch_variant`).
+            None keeps the entry's choice.
         progress: show a progress bar when downloading.
     """
     text = str(name_or_path)
     if pretrained.has_entry(text):
         entry = pretrained.get_entry(text)
         path = resolve_weights(entry, weights, progress=progress)
-        return _load_checkpoint(path, entry, tlc, name=entry.name)
+        return _load_checkpoint(path, entry, variant, name=entry.name)
     path = Path(text).expanduser()
     if path.suffix.lower() == ONNX_SUFFIX:
-        return _describe_onnx(path, tlc)
+        return _describe_onnx(path, variant)
     if path.suffix.lower() in CHECKPOINT_SUFFIXES or path.is_file():
         entry = pretrained.get_entry(arch_from) if arch_from else None
-        return _load_checkpoint(path, entry, tlc, name=str(path))
+        return _load_checkpoint(path, entry, variant, name=str(path))
     raise UnknownModelError(pretrained.unknown_name_message(text))
 
 
-def _describe_onnx(path: Path, tlc: bool | None) -> ModelDescriptor:
+def _describe_onnx(path: Path, variant: str | None) -> ModelDescriptor:
     """An exported ONNX graph, run by onnxruntime behind an ``nn.Module``; its metadata gives the constraints."""
     from restorecli.export.onnx_session import OnnxModule
 
     if not path.is_file():
         raise CheckpointError(f"Expected an ONNX file, but nothing exists at {path}")
-    if tlc is not None:
+    if variant is not None:
         raise ConfigError(
-            f"Expected no --tlc/--no-tlc for an ONNX graph (TLC is fixed at export), but got one ({path})"
+            f"Expected no architecture variant (--tlc/--no-tlc) for an ONNX graph (fixed at export), "
+            f"but got {variant!r} ({path})"
         )
     module = OnnxModule(path)
     fields = module.facts.descriptor_fields(str(path))
@@ -195,7 +198,7 @@ def _describe_onnx(path: Path, tlc: bool | None) -> ModelDescriptor:
 
 
 def _load_checkpoint(
-    path: Path, entry: pretrained.PretrainedEntry | None, tlc: bool | None, name: str
+    path: Path, entry: pretrained.PretrainedEntry | None, variant: str | None, name: str
 ) -> ModelDescriptor:
     state = read_state_dict(path)
     card = read_card(path)
@@ -210,13 +213,17 @@ def _load_checkpoint(
     else:
         found = architectures.recognise_arch(state)
         if found is None:
-            if tlc:
-                raise CheckpointError(f"Expected a NAFNet checkpoint for --tlc, but the file is not one ({path})")
+            if variant is not None:
+                raise CheckpointError(
+                    f"Expected a restorecli architecture for the variant {variant!r}, but the file is not one ({path})"
+                )
             return _describe_spandrel(state, name, extra, str(path))
         arch, config = found
         task = None
-    use_tlc = entry.tlc if (tlc is None and entry is not None) else bool(tlc)
-    arch = architectures.local_variant(arch) if use_tlc else arch
+    if variant is None and entry is not None:
+        variant = entry.variant
+    if variant is not None:
+        arch = architectures.arch_variant(arch, variant)
     module, kwargs = build_and_load(arch, config, state, str(path))
     pad_mode = card.pad_mode if card is not None else None
     return describe(module, name, arch, kwargs, task, extra, pad_mode)

@@ -63,7 +63,8 @@ class PretrainedEntry:
         paper_score: what the authors report, as "dataset PSNR/SSIM".
         protocol: the ``restore eval --protocol`` preset that reproduces how that score (or, for
             restorecli's own weights, the model card's) was measured; None when no score is given.
-        tlc: run NAFNet with the test-time local converter, as the official evaluation does.
+        variant: the architecture variant the weights run in (:func:`~restorecli.zoo.architectures.arch_variant`;
+            ``tlc`` for the NAFNet releases the authors evaluated with the test-time local converter).
         default_for: the command whose default model this is, if any.
     """
 
@@ -78,7 +79,7 @@ class PretrainedEntry:
     paper_score: str = ""
     protocol: str | None = None
     sha256: str | None = None
-    tlc: bool = False
+    variant: str | None = None
     default_for: str | None = None
     notes: str = field(default="", compare=False)
 
@@ -130,7 +131,7 @@ def _nafnet(name: str, file: str, task: Task, drive_id: str, score: str, tlc: bo
         origin=_NAFNET_ORIGIN,
         paper_score=score,
         protocol=f"nafnet-{name.split('-')[0]}",  # sidd, gopro or reds: NAFNet's options/test/<set>
-        tlc=tlc,
+        variant="tlc" if tlc else None,
     )
 
 
