@@ -161,9 +161,9 @@ def head_grams(query: Tensor, key: Tensor, heads: int) -> Tensor:
     """Each head's ``q_h^T k_h``: ``(N, HW, C)`` maps in, ``(N, heads, C/heads, C/heads)`` out.
 
     fp32 products read the per-head views directly. Reduced-precision CPU products copy such views
-    first (bf16, 96 channels, 2 heads, 128x128: 3.1 ms against 1.0), so there every channel pair goes
+    first (several times slower: ``bench/bench_performance.py --levers``), so there every channel pair goes
     through one ``(C x HW)(HW x C)`` product and each head keeps its diagonal block: ``heads`` times
-    the multiply-adds of a small product, which fp32 would pay for nothing (1.2 against 2.2 ms).
+    the multiply-adds of a small product, which fp32 would pay for nothing.
     """
     batch, _, channels = query.shape
     per_head = channels // heads

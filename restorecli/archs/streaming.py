@@ -16,8 +16,8 @@ sum over all pixels:
 
 A strip of a block reads its input rows plus a halo of one row per 3x3 convolution on the way (two
 for a Restormer block), so every output row is computed from exactly the values the whole-image
-forward uses; only the order of floating-point sums differs (measured max |diff| about 1e-6 on
-``[0, 1]`` outputs in fp32).
+forward uses; only the order of floating-point sums differs (``tests/test_streaming.py`` bounds the
+difference on ``[0, 1]`` outputs).
 
 Memory. The maps between blocks stay whole, in ``store_dtype``; everything else lives for one strip.
 Blocks overwrite their input map in place (a strip is written only once the next one has read its

@@ -4,10 +4,9 @@ A network's wall time mixes products (compute-bound when wide enough) with eleme
 depthwise convolutions (memory-bound). Timing the products alone says how close they come to the
 machine's matrix-multiply peak, which is the efficiency the benchmark reports.
 
-Not ``torch.profiler``: on a 2-core Zen 5 machine it slowed a Restormer 512x512 run from 13 s to
-32 s, nearly all of it inside two full-resolution convolutions (a 255-channel depthwise conv at 2.9
-GFLOP/s, 21 untimed), which halved the efficiency it reported. :class:`ProductTimer` reads a clock
-around each product and nothing else; CPU ops are synchronous, so that is the op's time.
+Not ``torch.profiler``: its per-op bookkeeping slows large depthwise convolutions on the CPU enough
+to distort the efficiency it reports. :class:`ProductTimer` reads a clock around each product and
+nothing else; CPU ops are synchronous, so that is the op's time.
 """
 
 from __future__ import annotations

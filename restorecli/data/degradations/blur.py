@@ -22,7 +22,7 @@ from restorecli.errors import ConfigError
 
 KernelKind = Literal["linear", "shake", "mixed"]
 KERNEL_KINDS: tuple[str, ...] = ("linear", "shake", "mixed")
-SAMPLES_PER_PIXEL = 4  # points per pixel of path length: sub-pixel accurate, still < 1 ms
+SAMPLES_PER_PIXEL = 4  # points per pixel of path length: sub-pixel accurate, still cheap
 DIRECT_CONVOLUTION_MAX_SIZE = 11  # above this, an FFT beats a direct filter at patch sizes
 
 
