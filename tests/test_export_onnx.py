@@ -146,14 +146,32 @@ class _FrozenSizeBranch(nn.Module):
         return self.inner(x) * 0.5 if x.shape[-1] == 64 else self.inner(x)
 
 
-@pytest.mark.parametrize("wrapper", [_ExportsDifferently, _FrozenSizeBranch])
-def test_mismatch_refuses_and_writes_nothing(wrapper: type[nn.Module], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("wrapper", "advice"), [(_ExportsDifferently, ""), (_FrozenSizeBranch, "; it holds only the traced size")]
+)
+def test_mismatch_refuses_and_writes_nothing(wrapper: type[nn.Module], advice: str, tmp_path: Path) -> None:
     config = architectures.resolve_config("nafnet", "tiny")
     broken = describe(wrapper(_seeded("nafnet", "tiny", 0.2)), "broken", "nafnet", config)
     destination = tmp_path / "out" / "m.onnx"
-    with pytest.raises(ExportMismatchError, match=r"Expected onnxruntime to match PyTorch within 0.001, but"):
+    with pytest.raises(ExportMismatchError, match=r"Expected onnxruntime to match PyTorch within 0.001, but") as info:
         export_onnx(broken, destination)
+    assert ("it holds only the traced size: export with --size 64x64" in str(info.value)) == bool(advice)
     assert not destination.parent.exists() or not list(destination.parent.iterdir())
+
+
+def test_sr_networks_export_safmn_at_any_size_camixersr_at_a_fixed_one(tmp_path: Path) -> None:
+    safmn = _descriptor("safmn", "tiny")
+    export_onnx(safmn, tmp_path / "safmn.onnx")
+    graph = OnnxModule(tmp_path / "safmn.onnx")
+    assert graph.facts.scale == safmn.scale == 2 and graph.facts.size is None
+    for height, width in (*SIZES, (24, 40)):  # multiples of its 8
+        assert _largest_difference(graph, safmn.module, height, width) < TOLERANCE
+    # CAMixerSR counts its windows in Python: a trace keeps one size, and the refusal says what to do.
+    camixer = _descriptor("camixersr", "tiny")
+    with pytest.raises(ExportMismatchError, match="export with --size 64x64"):
+        export_onnx(camixer, tmp_path / "camixer.onnx")
+    fixed = export_onnx(camixer, tmp_path / "camixer.onnx", size=(64, 64))
+    assert fixed.facts.size == [64, 64] and fixed.facts.max_difference < TOLERANCE
 
 
 def test_options_and_files_that_are_not_ours_are_refused(tmp_path: Path) -> None:

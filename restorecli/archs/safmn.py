@@ -49,7 +49,12 @@ class SAFM(nn.Module):
             if level == 0:
                 scales.append(conv(part))
                 continue
-            pooled = F.adaptive_max_pool2d(part, (height // 2**level, width // 2**level))
+            factor = 2**level
+            if height % factor == 0 and width % factor == 0:
+                # Adaptive pooling's windows at a divisible size, in an operator ONNX exports for any size.
+                pooled = F.max_pool2d(part, factor)
+            else:
+                pooled = F.adaptive_max_pool2d(part, (height // factor, width // factor))
             scales.append(F.interpolate(conv(pooled), size=(height, width), mode="nearest"))
         return self.act(self.aggr(torch.cat(scales, dim=1))) * x
 

@@ -133,9 +133,12 @@ def export_onnx(
     worst = max(check.max_difference for check in checks)
     if not worst <= tolerance:  # also refuses NaN
         measured = ", ".join(f"{c.height}x{c.width}: {c.max_difference:.3g}" for c in checks)
+        # Right at the traced size only: the trace froze sizes into the graph (window counts, say).
+        frozen = checks[0].max_difference <= tolerance and len(checks) > 1
+        advice = f"; it holds only the traced size: export with --size {height}x{width}" if frozen else ""
         raise ExportMismatchError(
             f"Expected onnxruntime to match PyTorch within {tolerance:g}, but the largest difference is "
-            f"{worst:.3g} ({measured}); nothing written ({display_path(destination)})"
+            f"{worst:.3g} ({measured}){advice}; nothing written ({display_path(destination)})"
         )
     facts = _facts(descriptor, dtype_name, opset, worst, size)
     for key, value in facts.to_props().items():
