@@ -15,10 +15,11 @@ from torch import Tensor, nn
 from typer.testing import CliRunner
 
 from restorecli.cli.app import app
+from restorecli.engine import runner as engine_runner
 from restorecli.engine.options import RunOptions
 from restorecli.engine.runner import restore_tensor
 from restorecli.errors import CheckpointError, ConfigError, ExportMismatchError, MissingDependencyError
-from restorecli.export.onnx_graph import export_onnx, parse_size
+from restorecli.export.onnx_graph import ONNXRUNTIME_MEMORY_FACTOR, export_onnx, parse_size
 from restorecli.export.onnx_session import OnnxModule
 from restorecli.images import read_array, write_array
 from restorecli.zoo import architectures
@@ -96,6 +97,21 @@ def test_onnx_file_loads_through_the_zoo_and_restores_like_pytorch(tmp_path: Pat
     tiled = RunOptions(tile=16, overlap=4)
     expected = restore_tensor(descriptor, x, tiled)
     assert float((restore_tensor(loaded, x, tiled) - expected).abs().max()) < TOLERANCE
+
+
+def test_a_graph_carries_the_memory_estimate_its_tiles_are_sized_by(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine's probe sees no activations inside onnxruntime: the export stores PyTorch's estimate.
+    descriptor = _descriptor("nafnet", "tiny")
+    per_pixel = engine_runner.estimate_bytes_per_pixel(descriptor)
+    export_onnx(descriptor, tmp_path / "m.onnx")
+    loaded = load_descriptor(tmp_path / "m.onnx")
+    assert loaded.bytes_per_pixel == pytest.approx(ONNXRUNTIME_MEMORY_FACTOR * per_pixel, abs=0.1)
+    assert engine_runner.estimate_bytes_per_pixel(loaded) == loaded.bytes_per_pixel
+    monkeypatch.setattr(engine_runner, "available_memory", lambda device: int(loaded.bytes_per_pixel * 64 * 64))
+    tiling = engine_runner._choose_tiling(loaded, (1, 3, 256, 256), RunOptions())
+    assert tiling.tile <= 64  # tiled as its PyTorch module would be, not run whole
 
 
 def test_fixed_size_graph_takes_only_its_size(tmp_path: Path) -> None:

@@ -152,8 +152,11 @@ def estimate_bytes_per_pixel(descriptor: ModelDescriptor) -> float:
     sizes automatic tiles, and running out of memory anyway triggers smaller tiles. Every precision
     uses the fp32 estimate: autocast keeps norms and residual sums in fp32, so half precision does
     not halve the peak (Restormer at 1024x1024 on the CPU: 1222 MiB in bf16, 1314 MiB in fp32), and
-    one tile plan per image keeps fp32 and bf16 outputs comparable.
+    one tile plan per image keeps fp32 and bf16 outputs comparable. A descriptor that knows its
+    figure (``ModelDescriptor.bytes_per_pixel``: an ONNX graph, opaque to the probe) gives it instead.
     """
+    if descriptor.bytes_per_pixel is not None:
+        return descriptor.bytes_per_pixel
     key = str(descriptor.device)
     cached = _bytes_per_pixel_cache.setdefault(descriptor.module, {})
     if key not in cached:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from restorecli import __version__
 from restorecli.engine.padding import round_up
+from restorecli.engine.runner import estimate_bytes_per_pixel
 from restorecli.errors import ConfigError, ExportError, ExportMismatchError, display_path
 from restorecli.export.onnx_session import INPUT_NAME, OUTPUT_NAME, OnnxFacts, import_optional, new_session
 from restorecli.images import atomic_path
@@ -44,6 +45,10 @@ MAX_OPSET = 20  # the newest the TorchScript-based exporter of torch 2.x writes
 # Largest absolute difference from the fp32 PyTorch output an export may show ([0, 1] pixels):
 # float32 graphs differ by summation order only (~1e-6); float16 ones by rounding (~1/400 here).
 DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 1e-2}
+# The engine sizes tiles by activation bytes per pixel, which it cannot probe inside a graph: the
+# export stores PyTorch's estimate with headroom, since onnxruntime's arena holds more than PyTorch's
+# allocator on the same image (work MiB in bench/results/onnx-cpu.txt).
+ONNXRUNTIME_MEMORY_FACTOR = 1.5
 _CHECK_SIDE = 64  # verification inputs: about this side, rounded up to the padding multiple
 _SEED = 0
 
@@ -230,6 +235,7 @@ def _facts(
         min_size=descriptor.min_size,
         square=descriptor.square,
         size=list(size) if size is not None else None,
+        bytes_per_pixel=round(ONNXRUNTIME_MEMORY_FACTOR * estimate_bytes_per_pixel(descriptor), 1),
     )
 
 

@@ -61,6 +61,8 @@ class OnnxFacts:
         pad_multiple / pad_mode: input sides must be multiples of ``pad_multiple``; the engine pads
             bottom/right with ``pad_mode`` (not the graph).
         min_size / square: the descriptor's input constraints, carried over.
+        bytes_per_pixel: activation bytes per input pixel the engine sizes tiles by (0: unknown, a file
+            written before exports stored it; the engine then probes, which sees no activations).
         dtype: ``float32`` or ``float16``: the graph's input and output element type.
         size: ``[H, W]`` of a fixed-size graph, or None when height and width are dynamic.
         opset: the ONNX operator set.
@@ -84,6 +86,7 @@ class OnnxFacts:
     min_size: int = 0
     square: bool = False
     size: list[int] | None = field(default=None)
+    bytes_per_pixel: float = 0.0
 
     def to_props(self) -> dict[str, str]:
         """``metadata_props`` entries: one JSON value per field, keys prefixed ``restorecli.``."""
@@ -140,6 +143,7 @@ class OnnxFacts:
             "scale": self.scale,
             "min_size": self.min_size,
             "square": self.square,
+            "bytes_per_pixel": self.bytes_per_pixel or None,
         }
 
 

@@ -33,6 +33,8 @@ class ModelDescriptor:
         scale: output side / input side (1 for restoration, 2-4 for super-resolution).
         min_size: the smallest input side the network takes; smaller inputs are padded up to it.
         square: the network takes only square inputs (padded to the longer side).
+        bytes_per_pixel: activation bytes per input pixel of a forward pass when known in advance (an
+            ONNX graph's, estimated on its PyTorch module at export); None: the engine probes the module.
         extra: free-form facts for display (licence, paper score, model card).
         auto_device: the device was chosen by ``auto`` (``load_model``), so the engine may move the
             module to the next device when this one fails (announced); a named device never changes.
@@ -51,6 +53,7 @@ class ModelDescriptor:
     scale: int = 1
     min_size: int = 0
     square: bool = False
+    bytes_per_pixel: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     auto_device: bool = False
 
