@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from restorecli.cli.app import app
 from restorecli.errors import CheckpointError, MissingDependencyError
 from restorecli.zoo import loader, via_spandrel
+from tests.spandrel_nets import tiny_swinir_x2
 
 try:
     via_spandrel.import_spandrel()
@@ -21,22 +22,7 @@ except MissingDependencyError:
 
 
 def _swinir_x2() -> torch.nn.Module:
-    from spandrel.architectures.SwinIR import SwinIR
-
-    torch.manual_seed(0)
-    return SwinIR(
-        upscale=2,
-        in_chans=3,
-        img_size=16,
-        window_size=4,
-        img_range=1.0,
-        depths=[2, 2],
-        embed_dim=12,
-        num_heads=[2, 2],
-        mlp_ratio=2,
-        upsampler="pixelshuffle",
-        resi_connection="1conv",
-    )
+    return tiny_swinir_x2()
 
 
 def _scunet() -> torch.nn.Module:

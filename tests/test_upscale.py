@@ -25,6 +25,7 @@ from restorecli.errors import ConfigError, MissingDependencyError, WeightsNotFou
 from restorecli.images import read_array, write_array
 from restorecli.zoo import loader, pretrained, via_spandrel
 from restorecli.zoo.descriptor import ModelDescriptor
+from tests.spandrel_nets import tiny_swinir_x2
 from tests.test_engine_runner import Recorder, describe
 
 runner = CliRunner()
@@ -253,22 +254,7 @@ def _safmn_x4() -> tuple[nn.Module, bool]:
 
 
 def _swinir_x2() -> tuple[nn.Module, bool]:
-    from spandrel.architectures.SwinIR import SwinIR
-
-    network = SwinIR(
-        upscale=2,
-        in_chans=3,
-        img_size=16,
-        window_size=4,
-        img_range=1.0,
-        depths=[2, 2],
-        embed_dim=12,
-        num_heads=[2, 2],
-        mlp_ratio=2,
-        upsampler="pixelshuffle",
-        resi_connection="1conv",
-    )
-    return network, True
+    return tiny_swinir_x2(), True
 
 
 def _scunet_color() -> tuple[nn.Module, bool]:
