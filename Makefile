@@ -23,12 +23,14 @@ demo: install
 	$(BIN)/restore derain examples/rainy examples/out/derain
 	$(BIN)/restore deblur examples/blurry examples/out/deblur
 	$(BIN)/restore denoise examples/noisy examples/out/denoise
+	$(BIN)/restore upscale examples/small examples/out/upscale
 	$(BIN)/restore eval examples/rainy --gt examples/clean
 	$(BIN)/restore eval examples/out/derain --gt examples/clean
 	$(BIN)/restore eval examples/blurry --gt examples/clean
 	$(BIN)/restore eval examples/out/deblur --gt examples/clean
 	$(BIN)/restore eval examples/noisy --gt examples/clean
 	$(BIN)/restore eval examples/out/denoise --gt examples/clean
+	$(BIN)/restore eval examples/out/upscale --gt examples/clean --protocol sr-x4
 
 test: install
 	$(BIN)/python -m pytest -n 2

@@ -21,7 +21,7 @@ from restorecli.cli.app import app
 from restorecli.engine.options import RunOptions
 from restorecli.engine.padding import pad_to, padded_size
 from restorecli.engine.runner import restore_array, restore_tensor
-from restorecli.errors import ConfigError, MissingDependencyError, WeightsNotFoundError
+from restorecli.errors import ConfigError, MissingDependencyError
 from restorecli.images import read_array, write_array
 from restorecli.zoo import loader, pretrained, via_spandrel
 from restorecli.zoo.descriptor import ModelDescriptor
@@ -185,29 +185,6 @@ def test_scale_picks_the_zoo_entry_of_that_scale() -> None:
     assert pretrained.model_for_command("upscale", "camixersr-x4", 2) == "camixersr-x4"  # checked once loaded
     with pytest.raises(ConfigError, match="Expected --scale among 2, 3, 4 .the zoo's upscale models., but got 8"):
         pretrained.model_for_command("upscale", None, 8)
-
-
-def test_a_missing_default_says_how_to_train_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    default = pretrained._bundled("upscale", "x4", arch="safmn", protocol="sr-x4")
-    monkeypatch.setattr(pretrained, "ENTRIES", tuple(e for e in pretrained.ENTRIES if e.name != default.name))
-    monkeypatch.setattr(pretrained, "PENDING_DEFAULTS", (default,))
-    with pytest.raises(WeightsNotFoundError, match="run `restore train recipes/upscale.toml` to train them, or pass"):
-        pretrained.default_for("upscale")
-    with pytest.raises(WeightsNotFoundError, match="restorecli-upscale"):
-        pretrained.model_for_command("upscale", None, 4)  # the x4 default, not another x4 entry
-    write_array(tmp_path / "in.png", np.zeros((8, 8, 3), dtype=np.uint8))
-    result = runner.invoke(app, ["upscale", str(tmp_path / "in.png"), str(tmp_path / "out"), "-q"])
-    assert result.exit_code == 1
-    assert "Error: Expected the weights of restorecli-upscale" in result.stderr
-
-
-@pytest.fixture
-def safmn_x2_file(tmp_path: Path) -> Path:
-    from restorecli.zoo import architectures
-
-    path = tmp_path / "safmn_x2.pth"
-    torch.save({"params": architectures.build_model("safmn", "tiny").state_dict()}, path)
-    return path
 
 
 def test_upscale_command_writes_scaled_images_and_checks_scale(safmn_x2_file: Path, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from restorecli.errors import WeightsNotFoundError
 from restorecli.zoo import architectures, pretrained
 
 # Exact parameter counts of the official releases (Restormer and NAFNet READMEs / papers).
@@ -44,12 +43,7 @@ def test_every_entry_is_complete_and_unique() -> None:
 
 
 def test_each_command_has_a_default_for_its_task() -> None:
-    pending = {entry.default_for for entry in pretrained.PENDING_DEFAULTS}
     for command, tasks in pretrained.COMMAND_TASKS.items():
-        if command in pending:  # trained here, not in weights/ yet: the error says how to make it
-            with pytest.raises(WeightsNotFoundError, match=f"restore train recipes/{command}.toml"):
-                pretrained.default_for(command)
-            continue
         entry = pretrained.default_for(command)
         assert entry.task in tasks
         assert entry.url is None  # shipped in weights/, usable offline

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from restorecli.errors import ConfigError, UnknownModelError, WeightsNotFoundError
-from restorecli.zoo import architectures, download
+from restorecli.errors import ConfigError, UnknownModelError
+from restorecli.zoo import architectures
 
 logger = logging.getLogger("restorecli.zoo")
 
@@ -191,14 +191,6 @@ def _safmn_real(scale: int, file: str) -> PretrainedEntry:
     )
 
 
-# Defaults trained here whose weights may not be in weights/ yet (recipes/upscale.toml): registered only
-# once the file is there, so `restore models` never lists what cannot load; until then `default_for`
-# says how to make it.
-_TRAINED_DEFAULTS: tuple[PretrainedEntry, ...] = (_bundled("upscale", "x4", arch="safmn", protocol="sr-x4"),)
-PENDING_DEFAULTS: tuple[PretrainedEntry, ...] = tuple(
-    entry for entry in _TRAINED_DEFAULTS if not (download.SHIPPED_WEIGHTS_DIR / entry.filename).is_file()
-)
-
 ENTRIES: tuple[PretrainedEntry, ...] = (
     _bundled("derain", "lite-w16"),
     _bundled("deblur", "lite-w16-deeper"),
@@ -298,7 +290,7 @@ ENTRIES: tuple[PretrainedEntry, ...] = (
         protocol="sr-x4",
         notes="lightweight CAMixerSR (60 channels, ratio 0.5) trained on DF2K; attention-window count depends on content",
     ),
-    *(entry for entry in _TRAINED_DEFAULTS if entry not in PENDING_DEFAULTS),
+    _bundled("upscale", "x4", arch="safmn", protocol="sr-x4"),
 )
 
 _BY_NAME: dict[str, PretrainedEntry] = {entry.name: entry for entry in ENTRIES}
@@ -328,18 +320,11 @@ def default_for(command: str) -> PretrainedEntry:
     """The model a command (``derain``/``deblur``/``denoise``/``upscale``) uses when ``--model`` is not given.
 
     Raises:
-        WeightsNotFoundError: the default is trained here and its weights are not in weights/ yet.
         UnknownModelError: the command has no default.
     """
     for entry in ENTRIES:
         if entry.default_for == command:
             return entry
-    for entry in PENDING_DEFAULTS:
-        if entry.default_for == command:
-            raise WeightsNotFoundError(
-                f"Expected the weights of {entry.name} at {download.SHIPPED_WEIGHTS_DIR / entry.filename}, but the "
-                f"file is missing; run `restore train recipes/{command}.toml` to train them, or pass --model"
-            )
     raise UnknownModelError(f"Expected a default model for {command!r}, but none is registered")
 
 
@@ -359,7 +344,7 @@ def model_for_command(command: str, model: str | None, scale: int | None = None)
         WeightsNotFoundError: the default is needed and not trained yet (see :func:`default_for`).
     """
     if model is None and scale is not None:
-        candidates = [entry for entry in (*ENTRIES, *PENDING_DEFAULTS) if entry.task in COMMAND_TASKS[command]]
+        candidates = [entry for entry in ENTRIES if entry.task in COMMAND_TASKS[command]]
         fitting = [entry for entry in candidates if entry_scale(entry) == scale]
         if not fitting:
             scales = sorted({entry_scale(entry) for entry in candidates})
