@@ -236,13 +236,31 @@ def test_the_cpu_streams_in_cache_sized_pieces_and_accelerators_in_the_largest_s
     shape = (1, 3, 1024, 1000)
     assert runner._streaming(cpu, shape, RunOptions()) == runner._Streaming(48, 8)  # 1000 / 128 columns
     assert runner._streaming(cpu, (1, 3, 64, 96), RunOptions()) == runner._Streaming(48, 1)
-    # An accelerator (a meta-device model stands in for one: only its device type is read) gets the
-    # tallest strip the budget allows, in one piece.
+    # An accelerator (a meta-device model stands in for one: only its device type is read) runs an
+    # image whole when it fits, else streams the tallest strip the budget allows, in one piece.
     kwargs = resolve_config("restormer", _TINY_RESTORMER)
     accelerator = describe(build_on_meta("restormer", kwargs), "tiny-restormer", "restormer", kwargs)
     assert accelerator.device.type == "meta"
-    assert runner._streaming(accelerator, shape, RunOptions()) == runner._Streaming(1024, 1)
+    monkeypatch.setattr(runner, "estimate_bytes_per_pixel", lambda descriptor: 1000.0)
+    assert runner._streaming(accelerator, shape, RunOptions()) is None
     budget = streamed_peak_bytes(accelerator.module, shape, 100)
     streaming = runner._streaming(accelerator, shape, RunOptions(max_memory=budget))
     assert streaming is not None and 96 <= streaming.strip <= 100 and streaming.pieces == 1
     assert runner._streaming(cpu, shape, RunOptions(tile=256)) is None  # tiles asked for
+
+
+def test_nafnet_runs_whole_on_the_cpu_when_it_fits_and_streams_when_it_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # NAFNet's streamed blocks compute their gated map twice: slower than the whole forward, so only
+    # for memory. Restormer's pieces are faster on the CPU, so it streams even when it fits.
+    kwargs = resolve_config("nafnet", "tiny")
+    nafnet = describe(_randomised(build_model("nafnet", kwargs)), "tiny-nafnet", "nafnet", kwargs)
+    assert not streaming.streams_faster_on_cpu(nafnet.module)
+    assert streaming.streams_faster_on_cpu(_tiny_restormer_descriptor().module)
+    shape = (1, 3, 400, 300)
+    whole = 400 * 300 * runner.estimate_bytes_per_pixel(nafnet)
+    monkeypatch.setattr(runner, "available_memory", lambda device: int(whole) + 1)
+    assert runner._streaming(nafnet, shape, RunOptions()) is None
+    streamed = runner._streaming(nafnet, shape, RunOptions(max_memory=int(whole) // 2))
+    assert streamed is not None and streamed.strip == 48

@@ -71,6 +71,16 @@ def supports_streaming(module: nn.Module) -> bool:
     return False
 
 
+def streams_faster_on_cpu(module: nn.Module) -> bool:
+    """Whether streaming ``module`` on a CPU beats its whole-image forward even when the image fits.
+
+    Restormer's blocks in cache-sized pieces do from a few hundred pixels up; NAFNet's blocks compute
+    their gated map twice (once for the pooled sum, once to finish) and do not
+    (``bench/results/epyc-streamed.txt`` against ``epyc-nafnet.txt``).
+    """
+    return supports_streaming(module) and isinstance(module, Restormer)
+
+
 def minimum_strip_height(module: nn.Module) -> int:
     """The smallest strip height :func:`streamed_forward` takes for ``module``.
 

@@ -54,6 +54,7 @@ from torch.overrides import TorchFunctionMode
 from restorecli.archs.streaming import (
     largest_strip_height,
     streamed_forward,
+    streams_faster_on_cpu,
     supports_streaming,
 )
 from restorecli.engine.allocator import keep_freed_memory
@@ -342,20 +343,26 @@ class _Streaming:
 def _streaming(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: RunOptions) -> _Streaming | None:
     """How this image streams through the model, or None to run it whole or tiled.
 
-    A model that supports streaming (:mod:`restorecli.archs.streaming`) always streams unless tiles
-    are asked for: its output equals the whole-image forward, in a fraction of the memory. On the
-    CPU a strip is :data:`STREAM_CPU_STRIP_ROWS` rows in pieces of about :data:`STREAM_CPU_PIECE_WIDTH`
-    columns; elsewhere the largest strip the budget allows. None when not even the smallest strip
-    fits (tiles then, announced).
+    A model that supports streaming (:mod:`restorecli.archs.streaming`) streams unless tiles are
+    asked for: its output equals the whole-image forward, in a fraction of the memory. An image whose
+    whole forward fits the budget runs whole instead, unless streaming is also faster there
+    (:func:`~restorecli.archs.streaming.streams_faster_on_cpu`). On the CPU a strip is
+    :data:`STREAM_CPU_STRIP_ROWS` rows in pieces of about :data:`STREAM_CPU_PIECE_WIDTH` columns;
+    elsewhere the largest strip the budget allows. None when not even the smallest strip fits
+    (tiles then, announced).
     """
     if options.tile is not None or not supports_streaming(descriptor.module):
         return None
-    module, width = descriptor.module, padded_shape[-1]
+    module, (height, width) = descriptor.module, padded_shape[-2:]
     budget = memory_budget(descriptor, options)
+    on_cpu = descriptor.device.type == "cpu"
+    fits_whole = padded_shape[0] * height * width * estimate_bytes_per_pixel(descriptor) <= budget
+    if fits_whole and not (on_cpu and streams_faster_on_cpu(module)):
+        return None
     strip = largest_strip_height(module, tuple(padded_shape), budget, PRECISION_DTYPES[options.precision])
     if strip is None:
         return None
-    if descriptor.device.type != "cpu":
+    if not on_cpu:
         return _Streaming(strip, 1)
     return _Streaming(min(strip, STREAM_CPU_STRIP_ROWS), max(round(width / STREAM_CPU_PIECE_WIDTH), 1))
 
