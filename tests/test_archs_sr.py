@@ -503,6 +503,8 @@ def test_bare_official_checkpoints_are_recognised(tmp_path: Path, arch: str, con
 
 def test_upscale_zoo_entries() -> None:
     entries = {entry.name: entry for entry in pretrained.ENTRIES if entry.task == "upscale"}
+    shipped = entries.pop("restorecli-upscale")  # trained here, in weights/: no URL
+    assert (shipped.arch, shipped.config, shipped.url, shipped.default_for) == ("safmn", "x4", None, "upscale")
     assert set(entries) == {
         "safmn-x2",
         "safmn-x3",

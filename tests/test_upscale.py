@@ -182,9 +182,19 @@ def test_profile_measures_the_latency_of_a_scaled_model() -> None:
 def test_scale_picks_the_zoo_entry_of_that_scale() -> None:
     assert pretrained.model_for_command("upscale", None, 2) == "safmn-x2"
     assert pretrained.model_for_command("upscale", None, 3) == "safmn-x3"
+    assert pretrained.model_for_command("upscale", None, 4) == "restorecli-upscale"  # the default, not safmn-x4
     assert pretrained.model_for_command("upscale", "camixersr-x4", 2) == "camixersr-x4"  # checked once loaded
     with pytest.raises(ConfigError, match="Expected --scale among 2, 3, 4 .the zoo's upscale models., but got 8"):
         pretrained.model_for_command("upscale", None, 8)
+
+
+@pytest.fixture
+def safmn_x2_file(tmp_path: Path) -> Path:
+    from restorecli.zoo import architectures
+
+    path = tmp_path / "safmn_x2.pth"
+    torch.save({"params": architectures.build_model("safmn", "tiny").state_dict()}, path)
+    return path
 
 
 def test_upscale_command_writes_scaled_images_and_checks_scale(safmn_x2_file: Path, tmp_path: Path) -> None:
