@@ -235,11 +235,11 @@ class _Plan:
             yield start, min(start + self.strip, height)
 
     def read(self, source: Tensor, start: int, stop: int, halo: int) -> tuple[Tensor, int]:
-        """Rows ``start - halo`` to ``stop + halo`` of ``source`` (clipped to the map) in the compute dtype,
-        and where row ``start`` lies in them. Convolutions zero-pad the clipped edges as the whole map's do.
+        """Rows ``start - halo`` to ``stop + halo`` of ``source`` (a :meth:`window` as wide as the map), and
+        where row ``start`` lies in them. Convolutions zero-pad the clipped edges as the whole map's do.
         """
-        first = max(start - halo, 0)
-        return source[..., first : min(stop + halo, source.shape[-2]), :].to(self.compute_dtype), start - first
+        rows, top, _ = self.window(source, (start, stop), (0, source.shape[-1]), halo)
+        return rows, start - top
 
     def through(
         self,

@@ -100,7 +100,9 @@ def psnr(
     Returns:
         PSNR in dB; ``inf`` for identical images.
     """
-    first, second = _prepare(pred, target, data_range, crop_border, y_channel, round_y)
+    first, second = prepare_pair(
+        pred, target, data_range=data_range, crop_border=crop_border, y_channel=y_channel, round_y=round_y
+    )
     return _psnr(first, second, data_range)
 
 
@@ -131,7 +133,9 @@ def ssim(
     Returns:
         Mean SSIM, 1.0 for identical images.
     """
-    first, second = _prepare(pred, target, data_range, crop_border, y_channel, round_y)
+    first, second = prepare_pair(
+        pred, target, data_range=data_range, crop_border=crop_border, y_channel=y_channel, round_y=round_y
+    )
     return _ssim(first, second, data_range)
 
 
@@ -190,7 +194,31 @@ def prepare_pair(
     Folder evaluation prepares each pair once and hands the copies to every ``*_of_prepared`` function,
     which return the same values as :func:`psnr`, :func:`ssim` and :func:`ssim3d`.
     """
-    return _prepare(pred, target, data_range, crop_border, y_channel, round_y)
+    pred = np.asarray(pred)
+    target = np.asarray(target)
+    if pred.shape != target.shape:
+        raise MetricError(f"Expected images of the same shape, but got {pred.shape} and {target.shape}")
+    if pred.ndim not in (2, 3):
+        raise MetricError(f"Expected (H, W) or (H, W, C) images, but got shape {pred.shape}")
+    _check_data_range(data_range)
+    if crop_border < 0:
+        raise MetricError(f"Expected a crop border >= 0, but got {crop_border}")
+    height, width = pred.shape[:2]
+    if 2 * crop_border >= min(height, width):
+        raise MetricError(
+            f"Expected a crop border below half the image size, but got {crop_border} for {height}x{width}"
+        )
+    if crop_border:
+        pred = pred[crop_border:-crop_border, crop_border:-crop_border]
+        target = target[crop_border:-crop_border, crop_border:-crop_border]
+    if y_channel:
+        return (
+            rgb_to_y(pred, data_range=data_range, round_y=round_y),
+            rgb_to_y(target, data_range=data_range, round_y=round_y),
+        )
+    if pred.ndim == 3 and pred.shape[2] == 1:
+        pred, target = pred[:, :, 0], target[:, :, 0]
+    return np.ascontiguousarray(pred, dtype=np.float64), np.ascontiguousarray(target, dtype=np.float64)
 
 
 def psnr_of_prepared(first: np.ndarray, second: np.ndarray, data_range: float) -> float:
@@ -329,39 +357,3 @@ def _ssim_map(first: np.ndarray, second: np.ndarray, data_range: float) -> np.nd
 def _check_data_range(data_range: float) -> None:
     if not np.isfinite(data_range) or data_range <= 0:
         raise MetricError(f"Expected a positive data range, but got {data_range}")
-
-
-def _prepare(
-    pred: np.ndarray,
-    target: np.ndarray,
-    data_range: float,
-    crop_border: int,
-    y_channel: bool,
-    round_y: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validate, crop, optionally convert to Y, and return contiguous float64 copies."""
-    pred = np.asarray(pred)
-    target = np.asarray(target)
-    if pred.shape != target.shape:
-        raise MetricError(f"Expected images of the same shape, but got {pred.shape} and {target.shape}")
-    if pred.ndim not in (2, 3):
-        raise MetricError(f"Expected (H, W) or (H, W, C) images, but got shape {pred.shape}")
-    _check_data_range(data_range)
-    if crop_border < 0:
-        raise MetricError(f"Expected a crop border >= 0, but got {crop_border}")
-    height, width = pred.shape[:2]
-    if 2 * crop_border >= min(height, width):
-        raise MetricError(
-            f"Expected a crop border below half the image size, but got {crop_border} for {height}x{width}"
-        )
-    if crop_border:
-        pred = pred[crop_border:-crop_border, crop_border:-crop_border]
-        target = target[crop_border:-crop_border, crop_border:-crop_border]
-    if y_channel:
-        return (
-            rgb_to_y(pred, data_range=data_range, round_y=round_y),
-            rgb_to_y(target, data_range=data_range, round_y=round_y),
-        )
-    if pred.ndim == 3 and pred.shape[2] == 1:
-        pred, target = pred[:, :, 0], target[:, :, 0]
-    return np.ascontiguousarray(pred, dtype=np.float64), np.ascontiguousarray(target, dtype=np.float64)
