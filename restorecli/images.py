@@ -17,13 +17,15 @@ import contextlib
 import io
 import logging
 import os
+import re
 import struct
 import sys
 import tempfile
 import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +49,11 @@ from restorecli.errors import (
 if TYPE_CHECKING:
     import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so a killed run's temporary files are left in place
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger("restorecli.images")
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -59,6 +66,8 @@ _HEADER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")  # the formats of IMAGE
 _EXIF_ORIENTATION_TAG = 0x0112
 _PNG_COLOUR_TYPE = 25  # byte offset in a PNG: signature (8), IHDR length and type (8), width, height, depth
 _PILLOW_LOCK = threading.Lock()  # warnings.catch_warnings is process-wide: one header read at a time
+# atomic_path's temporary names: ".{stem}.{8 random characters of tempfile}.tmp{suffix}".
+_TEMPORARY_NAME = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(?:\.[^.]+)?)$")
 
 
 def _umask_file_mode() -> int:
@@ -498,21 +507,66 @@ def check_output_file(path: Path, option: str) -> None:
 def atomic_path(destination: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place only on success.
 
-    An interrupted or failed write leaves the destination untouched (or absent) and no temp file.
+    An interrupted or failed write leaves the destination untouched (or absent) and no temp file. The
+    temporary file is locked while it is written, so that after a kill (which no ``finally`` survives)
+    :func:`remove_abandoned_temporaries` can tell the leftover from another process's write in progress.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(
         prefix=f".{destination.stem}.", suffix=f".tmp{destination.suffix}", dir=destination.parent
     )
-    os.close(handle)
     temp_path = Path(temp_name)
     try:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield temp_path
         os.chmod(temp_path, _DEFAULT_FILE_MODE)  # mkstemp makes 0600; give the usual umask-based mode
         os.replace(temp_path, destination)
     finally:
         temp_path.unlink(missing_ok=True)
+        os.close(handle)
+
+
+def remove_abandoned_temporaries(destinations: Iterable[Path]) -> list[Path]:
+    """Delete the temporary files a killed run left beside ``destinations``; return them.
+
+    Only :func:`atomic_path` names for these destinations are considered, and only those no live process
+    holds locked: a concurrent run's write in progress is left alone. Without ``fcntl`` (Windows) nothing
+    is removed.
+    """
+    if fcntl is None:
+        return []
+    wanted: defaultdict[Path, set[tuple[str, str]]] = defaultdict(set)
+    for destination in destinations:
+        wanted[Path(destination).parent].add((Path(destination).stem, Path(destination).suffix))
+    removed: list[Path] = []
+    for folder, names in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not created yet, or unreadable: nothing of ours can be there
+            continue
+        for entry in entries:
+            match = _TEMPORARY_NAME.match(entry.name)
+            ours = match is not None and (match["stem"], match["suffix"]) in names
+            if ours and entry.is_file(follow_symlinks=False) and _remove_unless_locked(Path(entry.path)):
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _remove_unless_locked(path: Path) -> bool:
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+        return True
+    except OSError:  # held by a live writer
+        return False
+    finally:
+        os.close(handle)
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +13,12 @@ from PIL import Image, ImageOps
 
 from restorecli.errors import ImageReadError, ImageWriteError
 from restorecli.images import (
+    atomic_path,
     from_tensor,
     list_images,
     merge_alpha,
     read_array,
+    remove_abandoned_temporaries,
     split_alpha,
     to_tensor,
     write_array,
@@ -81,6 +86,43 @@ def test_write_replaces_atomically(tmp_path: Path) -> None:
     write_array(path, np.full((4, 4), 7, np.uint8))
     assert read_array(path).max() == 7
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+_HOLD_A_WRITE = """
+import sys, time
+from pathlib import Path
+from restorecli.images import atomic_path
+with atomic_path(Path(sys.argv[1])) as temporary:
+    temporary.write_bytes(b"partial")
+    print(temporary.name, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_writers_temporary_is_removed_but_a_live_writers_is_not(tmp_path: Path) -> None:
+    destination = tmp_path / "out.v1.png"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_WRITE, str(destination)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        name = writer.stdout.readline().strip()  # type: ignore[union-attr]
+        assert name.startswith(".out.v1.") and name.endswith(".tmp.png")
+        abandoned = tmp_path / ".out.v1.abcdefgh.tmp.png"  # written by name, no writer holds it
+        unrelated = [tmp_path / ".other.abcdefgh.tmp.png", tmp_path / ".out.v1.abcdefgh.tmp.jpg", tmp_path / "x.tmp"]
+        for path in [abandoned, *unrelated]:
+            path.write_bytes(b"x")
+        with atomic_path(destination) as own:  # this process's own write in progress is a live writer too
+            own.write_bytes(b"y")
+            assert remove_abandoned_temporaries([destination, tmp_path / "missing" / "a.png"]) == [abandoned]
+        assert (tmp_path / name).exists()
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        assert (tmp_path / name).exists()  # no finally survives a kill
+        assert remove_abandoned_temporaries([destination]) == [tmp_path / name]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.v1.png", *(p.name for p in unrelated)])
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:

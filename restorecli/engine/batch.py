@@ -30,7 +30,14 @@ from restorecli.engine.files import InputFiles, find_inputs, output_paths
 from restorecli.engine.options import OutputOptions, RunOptions
 from restorecli.engine.runner import MAX_AUTO_TILE_BATCH, check_options, restore_array, restore_tensor
 from restorecli.errors import MissingDependencyError, RestoreError, display_path
-from restorecli.images import convert_for_format, from_tensor, read_array, to_tensor, write_array
+from restorecli.images import (
+    convert_for_format,
+    from_tensor,
+    read_array,
+    remove_abandoned_temporaries,
+    to_tensor,
+    write_array,
+)
 from restorecli.video import FrameRestorer, VideoOptions, check_encoder, import_av, is_video, probe, restore_video
 from restorecli.zoo.descriptor import ModelDescriptor
 
@@ -131,6 +138,9 @@ def restore_files(
         return destinations
 
     destinations = session.settle(check)
+    if session.is_main:
+        for leftover in remove_abandoned_temporaries(destinations):
+            logger.info("Removed %s, left by an interrupted run", display_path(leftover))
     pairs = list(zip(inputs, destinations, strict=True))
     images = [(src, dst) for src, dst in pairs if not is_video(src)]
     videos = [(src, dst) for src, dst in pairs if is_video(src)]
