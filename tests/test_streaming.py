@@ -234,8 +234,10 @@ def test_the_cpu_streams_in_cache_sized_pieces_and_accelerators_in_the_largest_s
     monkeypatch.setattr(runner, "available_memory", lambda device: 64 << 30)
     cpu = _tiny_restormer_descriptor()
     shape = (1, 3, 1024, 1000)
-    assert runner._streaming(cpu, shape, RunOptions()) == runner._Streaming(48, 8)  # 1000 / 128 columns
-    assert runner._streaming(cpu, (1, 3, 64, 96), RunOptions()) == runner._Streaming(48, 1)
+    assert runner._streaming(cpu, shape, RunOptions()) == runner._Streaming(
+        runner.STREAM_CPU_STRIP_ROWS, 8
+    )  # 1000 / 128
+    assert runner._streaming(cpu, (1, 3, 64, 96), RunOptions()) == runner._Streaming(runner.STREAM_CPU_STRIP_ROWS, 1)
     # An accelerator (a meta-device model stands in for one: only its device type is read) runs an
     # image whole when it fits, else streams the tallest strip the budget allows, in one piece.
     kwargs = resolve_config("restormer", _TINY_RESTORMER)
@@ -263,4 +265,4 @@ def test_nafnet_runs_whole_on_the_cpu_when_it_fits_and_streams_when_it_does_not(
     monkeypatch.setattr(runner, "available_memory", lambda device: int(whole) + 1)
     assert runner._streaming(nafnet, shape, RunOptions()) is None
     streamed = runner._streaming(nafnet, shape, RunOptions(max_memory=int(whole) // 2))
-    assert streamed is not None and streamed.strip == 48
+    assert streamed is not None and streamed.strip == runner.STREAM_CPU_STRIP_ROWS

@@ -21,14 +21,29 @@ def is_channels_last(x: Tensor) -> bool:
     return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int) -> Tensor:
+# Per side of a window, (left, right, top, bottom): 1 where it is the map's edge, 0 where it holds
+# neighbouring pixels of the map.
+Sides = tuple[int, int, int, int]
+
+
+def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int, edges: Sides | None = None) -> Tensor:
     """Output channels of part ``index`` of ``parts`` equal parts of a dense or depth-wise ``conv``, as one map.
 
     A dense convolution (``groups=1``) reads all of ``x``; a depth-wise one (``groups`` equal to
-    its channels) takes ``x`` = the matching part of its input.
+    its channels) takes ``x`` = the matching part of its input. With ``edges`` (a 3x3 ``conv``
+    padded by 1 on a window of a larger map), the result drops the row or column at each side where
+    ``x`` holds neighbours rather than the map's edge: the window's pixels one in from those sides. A
+    window with neighbours all round runs unpadded and its result is a contiguous map (no crop to copy).
     """
     size = conv.out_channels // parts
     part = slice(index * size, (index + 1) * size)
     groups = size if conv.groups == conv.out_channels > 1 else conv.groups
     bias = None if conv.bias is None else conv.bias[part]
-    return F.conv2d(x, conv.weight[part], bias, conv.stride, conv.padding, conv.dilation, groups)
+    padding = 0 if edges == (0, 0, 0, 0) else conv.padding
+    out = F.conv2d(x, conv.weight[part], bias, conv.stride, padding, conv.dilation, groups)
+    if edges is None or padding == 0:
+        return out
+    # Padding a window that meets the edge on some sides costs a zero fill and a copy; a crop costs
+    # at most the copy its consumer makes.
+    left, right, top, bottom = (1 - edge for edge in edges)
+    return out[..., top : out.shape[-2] - bottom, left : out.shape[-1] - right]

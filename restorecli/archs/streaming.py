@@ -34,15 +34,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from restorecli.archs.nafnet import LocalAvgPool2d, NAFBlock, NAFNet, NAFNetLocal
-from restorecli.archs.ops import is_channels_last
-from restorecli.archs.restormer import Restormer, TransformerBlock, head_grams, pixels
+from restorecli.archs.ops import Sides, is_channels_last
+from restorecli.archs.restormer import Restormer, TransformerBlock, head_grams, pixel_squares, pixels
 from restorecli.errors import ConfigError
 
 # Rows a strip reads above and below its own: one per 3x3 convolution on the way from its input.
@@ -261,21 +261,29 @@ class _Plan:
         offset = offset * up // down
         return fn(window)[..., offset : offset + stop - start, :]
 
-    def fill(self, out: Tensor, compute: Callable[[int, int], Tensor]) -> Tensor:
-        """``out[..., a:b, :] = compute(a, b)`` over the strips of ``out``.
+    def fill(self, out: Tensor, compute: Callable[[int, int], Tensor | Sequence[Tensor]]) -> Tensor:
+        """``out[..., a:b, :] = compute(a, b)`` over the strips of ``out``; ``compute`` may return the strip
+        as pieces side by side (written in place, never concatenated).
 
         ``compute`` may read ``out`` itself with a halo up to the strip height: each strip is written
         only after the next one has been computed, so a halo never sees an already updated row.
         """
-        pending: tuple[int, int, Tensor] | None = None
+        pending: tuple[int, int, Tensor | Sequence[Tensor]] | None = None
         for start, stop in self.strips(out.shape[-2]):
-            piece = compute(start, stop)
+            strip = compute(start, stop)
             if pending is not None:
-                out[..., pending[0] : pending[1], :] = pending[2]
-            pending = (start, stop, piece)
+                _write(out, *pending)
+            pending = (start, stop, strip)
         if pending is not None:
-            out[..., pending[0] : pending[1], :] = pending[2]
+            _write(out, *pending)
         return out
+
+
+def _write(out: Tensor, start: int, stop: int, strip: Tensor | Sequence[Tensor]) -> None:
+    left = 0
+    for piece in [strip] if isinstance(strip, Tensor) else strip:
+        out[..., start:stop, left : left + piece.shape[-1]] = piece
+        left += piece.shape[-1]
 
 
 def _check_supported(module: nn.Module) -> None:
@@ -407,13 +415,13 @@ def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
     key_squares = torch.zeros_like(query_squares)
     for start, stop in plan.strips(height):
         for left, right in pieces:
-            normed, top, first = plan.window(x, (start, stop), (left, right), 1)
-            normed = block.norm1(normed)
-            own = (..., slice(start - top, stop - top), slice(left - first, right - first))
-            query, key = (pixels(attn.qkv_part(normed, index)[own]) for index in range(2))
+            normed = block.norm1(plan.window(x, (start, stop), (left, right), 1)[0])
+            # q and k of the piece's own pixels: contiguous maps unless the piece meets the image's edge.
+            edges = _edges((start, stop), (left, right), 1, height, width)
+            query, key = (pixels(attn.qkv_part(normed, index, edges)) for index in range(2))
             grams += head_grams(query, key, attn.num_heads)
-            query_squares += torch.linalg.vecdot(query, query, dim=1)
-            key_squares += torch.linalg.vecdot(key, key, dim=1)
+            query_squares += pixel_squares(query)
+            key_squares += pixel_squares(key)
     mixing = attn.mixing(grams, query_squares, key_squares)
 
     # Pass 2: attention output, residual, feed-forward network and residual, piece by piece. Each 3x3
@@ -424,16 +432,30 @@ def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
         # Rows and columns the GDFN's dwconv reads: one beyond the piece, inside the image.
         low, high = max(rows[0] - 1, 0) - top, min(rows[1] + 1, height) - top
         near, far = max(columns[0] - 1, 0) - first, min(columns[1] + 1, width) - first
-        value = attn.qkv_part(block.norm1(window), 2)[..., low:high, near:far]
+        edges = _edges(rows, columns, _RESTORMER_BLOCK_HALO, height, width)
+        value = attn.qkv_part(block.norm1(window), 2, edges)
         mid = window[..., low:high, near:far] + attn.project(pixels(value), mixing, high - low)
         own = (
             ...,
             slice(rows[0] - top - low, rows[1] - top - low),
             slice(columns[0] - first - near, columns[1] - first - near),
         )
-        return mid[own] + block.ffn.project_out(block.ffn.gated(block.norm2(mid))[own])
+        gated = block.ffn.gated(block.norm2(mid), _edges(rows, columns, 1, height, width))
+        return mid[own] + block.ffn.project_out(gated)
 
-    plan.fill(x, lambda start, stop: torch.cat([piece((start, stop), columns) for columns in pieces], -1))
+    plan.fill(x, lambda start, stop: [piece((start, stop), columns) for columns in pieces])
+
+
+def _edges(rows: tuple[int, int], columns: tuple[int, int], halo: int, height: int, width: int) -> Sides:
+    """The sides at which the map's edge clipped a window reaching ``halo`` beyond ``rows`` x ``columns``
+    of a ``height`` x ``width`` map (see :func:`~restorecli.archs.ops.conv_part`).
+    """
+    return (
+        int(columns[0] < halo),
+        int(columns[1] + halo > width),
+        int(rows[0] < halo),
+        int(rows[1] + halo > height),
+    )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -83,9 +83,9 @@ _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.8, "mps": 0.8}
 _UNKNOWN_CPU_MEMORY = 4 << 30
 # How a model streams on the CPU (restorecli.archs.streaming): the temporaries of one piece of a strip
 # should stay in the caches, and the halo pixels recomputed around it should stay few. Pieces of about
-# 48 x 128 pixels do both (bench/bench_streaming.py --modes strip-64,strip-48x8); fewer rows when the
+# 64 x 128 pixels do both (bench/bench_streaming.py --modes strip-48x8,strip-64x8); fewer rows when the
 # memory budget allows fewer. Accelerators take the largest strip that fits instead: fewer, larger kernels.
-STREAM_CPU_STRIP_ROWS = 48
+STREAM_CPU_STRIP_ROWS = 64
 STREAM_CPU_PIECE_WIDTH = 128
 _CONVOLUTIONS = frozenset({F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d})
 # Peak memory of a forward pass in units of its widest convolution output (skips, gates and attention
