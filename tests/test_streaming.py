@@ -82,10 +82,14 @@ def test_restormer_streams_exactly_in_pieces_across_the_width(pieces: int, monke
         for strip in (2, 6, 64):
             actual = streamed_forward(model, _image(3, 40, 56), strip, pieces=pieces)
             assert (actual - expected).abs().max() <= TOLERANCE, (strip, pieces)
+        # A contiguous input streamed channels-last (the engine's call: no channels-last copy of the image).
+        laid_out = streamed_forward(model, _image(3, 40, 56), 6, pieces=pieces, channels_last=True)
+        assert laid_out.is_contiguous(memory_format=torch.channels_last)
+        assert (laid_out - expected).abs().max() <= TOLERANCE
 
 
 def test_pieces_are_equal_column_ranges_no_narrower_than_the_minimum() -> None:
-    plan = streaming._Plan(8, torch.float32, torch.float32, False, pieces=4)
+    plan = streaming._Plan(8, torch.float32, torch.float32, channels_last=False, pieces=4)
     assert plan.columns(1024) == [(0, 256), (256, 512), (512, 768), (768, 1024)]
     assert plan.columns(130) == [(0, 65), (65, 130)]  # two pieces of at least 64 columns
     assert plan.columns(100) == [(0, 100)]

@@ -98,6 +98,7 @@ def streamed_forward(
     *,
     store_dtype: torch.dtype | None = None,
     pieces: int = 1,
+    channels_last: bool | None = None,
 ) -> Tensor:
     """``module(x)`` computed block by block over horizontal strips of ``strip_height`` rows (inference only).
 
@@ -115,6 +116,8 @@ def streamed_forward(
             halo rows, one of many rows outgrows the CPU caches; pieces keep the rows and fit the
             cache (``bench/bench_streaming.py --modes strip-64,strip-48x8``). A piece is at least
             :data:`MINIMUM_PIECE_WIDTH` columns, so narrow levels take fewer.
+        channels_last: the layout of every map and window (None: ``x``'s). ``x`` is only read a
+            window at a time, so it needs no channels-last copy of its own.
 
     Returns:
         The output of ``module(x)`` up to the order of floating-point sums, as an inference tensor.
@@ -130,7 +133,7 @@ def streamed_forward(
     if pieces < 1:
         raise ConfigError(f"Expected at least one piece per strip, but got {pieces}")
     with torch.inference_mode():
-        plan = _Plan.for_input(x, strip_height, store_dtype, pieces)
+        plan = _Plan.for_input(x, strip_height, store_dtype, pieces, channels_last)
         if isinstance(module, Restormer):
             if x.shape[-2] % 8 or x.shape[-1] % 8:
                 raise ConfigError(f"Expected H and W multiples of 8 for Restormer, but got {tuple(x.shape[-2:])}")
@@ -199,11 +202,14 @@ class _Plan:
     pieces: int = 1
 
     @classmethod
-    def for_input(cls, x: Tensor, strip: int, store_dtype: torch.dtype | None, pieces: int = 1) -> _Plan:
+    def for_input(
+        cls, x: Tensor, strip: int, store_dtype: torch.dtype | None, pieces: int, channels_last: bool | None
+    ) -> _Plan:
         device = x.device.type
         # What the forward keeps between blocks: convolution outputs, in the autocast dtype under autocast.
         kept = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-        return cls(strip, x.dtype, store_dtype or kept, is_channels_last(x), pieces)
+        layout = is_channels_last(x) if channels_last is None else channels_last
+        return cls(strip, x.dtype, store_dtype or kept, layout, pieces)
 
     def columns(self, width: int) -> list[tuple[int, int]]:
         """``(left, right)`` columns of each piece of a strip ``width`` columns wide (equal widths)."""

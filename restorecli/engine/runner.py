@@ -378,14 +378,14 @@ def _run_streamed(descriptor: ModelDescriptor, padded: Tensor, streaming: _Strea
         streaming.strip,
         streaming.pieces,
     )
-    inputs = padded.to(descriptor.device)
-    if options.channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
 
     def stream(batch: Tensor) -> Tensor:
-        return streamed_forward(descriptor.module, batch, streaming.strip, pieces=streaming.pieces)
+        layout = bool(options.channels_last)  # each window is laid out so: the input keeps its own layout
+        return streamed_forward(
+            descriptor.module, batch, streaming.strip, pieces=streaming.pieces, channels_last=layout
+        )
 
-    outputs = _forward(descriptor, inputs, options, stream)
+    outputs = _forward(descriptor, padded.to(descriptor.device), options, stream)
     # A copy outside inference mode (three channels): callers may update the result in place.
     return outputs.to(padded.device, torch.float32, copy=True)
 
