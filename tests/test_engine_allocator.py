@@ -51,8 +51,11 @@ def test_freed_blocks_are_reused_without_page_faults() -> None:
 
 def test_other_platforms_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     allocator.keep_freed_memory.cache_clear()
+    allocator._glibc.cache_clear()
     monkeypatch.setattr(allocator.sys, "platform", "darwin")
     try:
         assert allocator.keep_freed_memory() is False
+        assert allocator.release_freed_memory() is False
     finally:
         allocator.keep_freed_memory.cache_clear()
+        allocator._glibc.cache_clear()

@@ -88,6 +88,17 @@ def test_restormer_streams_exactly_in_pieces_across_the_width(pieces: int, monke
         assert (laid_out - expected).abs().max() <= TOLERANCE
 
 
+def test_between_stages_runs_after_each_stage_of_blocks_and_each_resampling() -> None:
+    restormer = _randomised(build_model("restormer", _TINY_RESTORMER))
+    nafnet = _randomised(build_model("nafnet", resolve_config("nafnet", "tiny")))
+    # Restormer: 8 stages, 3 downs, 2 up-and-reduce steps and the up into level 1; NAFNet: a stage,
+    # a down and an up per level, and the middle stage.
+    for model, steps in ((restormer, 8 + 3 + 3), (nafnet, 4 * len(nafnet.encoders) + 1)):
+        calls: list[int] = []
+        streamed_forward(model, _image(3, 16, 24), 4, between_stages=lambda calls=calls: calls.append(1))
+        assert len(calls) == steps, type(model).__name__
+
+
 def test_pieces_are_equal_column_ranges_no_narrower_than_the_minimum() -> None:
     plan = streaming._Plan(8, torch.float32, torch.float32, channels_last=False, pieces=4)
     assert plan.columns(1024) == [(0, 256), (256, 512), (512, 768), (768, 1024)]
@@ -238,9 +249,9 @@ def test_the_cpu_streams_in_cache_sized_pieces_and_accelerators_in_the_largest_s
     monkeypatch.setattr(runner, "available_memory", lambda device: 64 << 30)
     cpu = _tiny_restormer_descriptor()
     shape = (1, 3, 1024, 1000)
-    assert runner._streaming(cpu, shape, RunOptions()) == runner._Streaming(
-        runner.STREAM_CPU_STRIP_ROWS, 8
-    )  # 1000 / 128
+    # 1000 / 128 columns; the image fits whole (it streams for speed): no pages handed back between stages.
+    expected = runner._Streaming(runner.STREAM_CPU_STRIP_ROWS, 8, release=False)
+    assert runner._streaming(cpu, shape, RunOptions()) == expected
     assert runner._streaming(cpu, (1, 3, 64, 96), RunOptions()) == runner._Streaming(runner.STREAM_CPU_STRIP_ROWS, 1)
     # An accelerator (a meta-device model stands in for one: only its device type is read) runs an
     # image whole when it fits, else streams the tallest strip the budget allows, in one piece.
@@ -270,3 +281,4 @@ def test_nafnet_runs_whole_on_the_cpu_when_it_fits_and_streams_when_it_does_not(
     assert runner._streaming(nafnet, shape, RunOptions()) is None
     streamed = runner._streaming(nafnet, shape, RunOptions(max_memory=int(whole) // 2))
     assert streamed is not None and streamed.strip == runner.STREAM_CPU_STRIP_ROWS
+    assert streamed.release  # streaming for memory: freed heap pages go back between stages

@@ -99,6 +99,7 @@ def streamed_forward(
     store_dtype: torch.dtype | None = None,
     pieces: int = 1,
     channels_last: bool | None = None,
+    between_stages: Callable[[], object] | None = None,
 ) -> Tensor:
     """``module(x)`` computed block by block over horizontal strips of ``strip_height`` rows (inference only).
 
@@ -118,6 +119,9 @@ def streamed_forward(
             :data:`MINIMUM_PIECE_WIDTH` columns, so narrow levels take fewer.
         channels_last: the layout of every map and window (None: ``x``'s). ``x`` is only read a
             window at a time, so it needs no channels-last copy of its own.
+        between_stages: called after each stage of blocks and each down- or up-sampling (the engine
+            hands freed heap pages back to the kernel there when memory is the constraint:
+            :func:`~restorecli.engine.allocator.release_freed_memory`).
 
     Returns:
         The output of ``module(x)`` up to the order of floating-point sums, as an inference tensor.
@@ -133,7 +137,7 @@ def streamed_forward(
     if pieces < 1:
         raise ConfigError(f"Expected at least one piece per strip, but got {pieces}")
     with torch.inference_mode():
-        plan = _Plan.for_input(x, strip_height, store_dtype, pieces, channels_last)
+        plan = _Plan.for_input(x, strip_height, store_dtype, pieces, channels_last, between_stages)
         if isinstance(module, Restormer):
             if x.shape[-2] % 8 or x.shape[-1] % 8:
                 raise ConfigError(f"Expected H and W multiples of 8 for Restormer, but got {tuple(x.shape[-2:])}")
@@ -200,16 +204,23 @@ class _Plan:
     store_dtype: torch.dtype
     channels_last: bool
     pieces: int = 1
+    between_stages: Callable[[], object] | None = None
 
     @classmethod
     def for_input(
-        cls, x: Tensor, strip: int, store_dtype: torch.dtype | None, pieces: int, channels_last: bool | None
+        cls,
+        x: Tensor,
+        strip: int,
+        store_dtype: torch.dtype | None,
+        pieces: int,
+        channels_last: bool | None,
+        between_stages: Callable[[], object] | None,
     ) -> _Plan:
         device = x.device.type
         # What the forward keeps between blocks: convolution outputs, in the autocast dtype under autocast.
         kept = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         layout = is_channels_last(x) if channels_last is None else channels_last
-        return cls(strip, x.dtype, store_dtype or kept, layout, pieces)
+        return cls(strip, x.dtype, store_dtype or kept, layout, pieces, between_stages)
 
     def columns(self, width: int) -> list[tuple[int, int]]:
         """``(left, right)`` columns of each piece of a strip ``width`` columns wide (equal widths)."""
@@ -234,6 +245,10 @@ class _Plan:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         shape = (like.shape[0], channels, height, width)
         return torch.empty(shape, dtype=dtype or self.store_dtype, device=like.device, memory_format=layout)
+
+    def stage_done(self) -> None:
+        if self.between_stages is not None:
+            self.between_stages()
 
     def strips(self, height: int) -> Iterator[tuple[int, int]]:
         """``(start, stop)`` rows of each strip of a map ``height`` rows tall."""
@@ -386,12 +401,15 @@ def _down(down: nn.Module, source: Tensor, plan: _Plan) -> Tensor:
     """``down(source)`` (3x3 convolution, pixel-unshuffle) as a new map, strip by strip."""
     conv = down.body[0]
     out = plan.empty(source, conv.out_channels * 4, source.shape[-2] // 2, source.shape[-1] // 2)
-    return plan.fill(out, lambda a, b: plan.through(down, source, a, b, 1, down=2))
+    plan.fill(out, lambda a, b: plan.through(down, source, a, b, 1, down=2))
+    plan.stage_done()
+    return out
 
 
 def _up(up: nn.Module, low: Tensor, out: Tensor, plan: _Plan) -> None:
     """``out = up(low)`` (3x3 convolution, pixel-shuffle), strip by strip."""
     plan.fill(out, lambda a, b: plan.through(up, low, a, b, 1, up=2))
+    plan.stage_done()
 
 
 def _up_and_reduce(up: nn.Module, reduce: nn.Conv2d, low: Tensor, skip: Tensor, plan: _Plan) -> None:
@@ -402,11 +420,13 @@ def _up_and_reduce(up: nn.Module, reduce: nn.Conv2d, low: Tensor, skip: Tensor, 
         return reduce(torch.cat([upsampled, plan.read(skip, start, stop, 0)[0]], 1))
 
     plan.fill(skip, rows)
+    plan.stage_done()
 
 
 def _restormer_stage(stage: nn.Sequential, x: Tensor, plan: _Plan) -> None:
     for block in stage:
         _restormer_block(block, x, plan)
+    plan.stage_done()
 
 
 def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
@@ -498,17 +518,21 @@ def _nafnet(model: NAFNet, inp: Tensor, plan: _Plan) -> Tensor:
 def _nafnet_down(down: nn.Conv2d, source: Tensor, plan: _Plan) -> Tensor:
     """The 2x2 stride-2 convolution as a new map (no halo: windows do not overlap)."""
     out = plan.empty(source, down.out_channels, source.shape[-2] // 2, source.shape[-1] // 2)
-    return plan.fill(out, lambda a, b: plan.through(down, source, a, b, 0, down=2))
+    plan.fill(out, lambda a, b: plan.through(down, source, a, b, 0, down=2))
+    plan.stage_done()
+    return out
 
 
 def _nafnet_up(up: nn.Module, low: Tensor, skip: Tensor, plan: _Plan) -> None:
     """``skip = up(low) + skip`` (1x1 convolution, pixel-shuffle) written over ``skip``."""
     plan.fill(skip, lambda a, b: plan.through(up, low, a, b, 0, up=2) + plan.read(skip, a, b, 0)[0])
+    plan.stage_done()
 
 
 def _nafnet_stage(stage: nn.Sequential, x: Tensor, plan: _Plan) -> None:
     for block in stage:
         _nafnet_block(block, x, plan)
+    plan.stage_done()
 
 
 def _nafnet_block(block: NAFBlock, x: Tensor, plan: _Plan) -> None:

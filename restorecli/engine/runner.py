@@ -57,7 +57,7 @@ from restorecli.archs.streaming import (
     streams_faster_on_cpu,
     supports_streaming,
 )
-from restorecli.engine.allocator import keep_freed_memory
+from restorecli.engine.allocator import keep_freed_memory, release_freed_memory
 from restorecli.engine.device import (
     PRECISION_DTYPES,
     fallback_chain,
@@ -334,10 +334,12 @@ def _run(descriptor: ModelDescriptor, padded: Tensor, tiling: _Tiling, options: 
 
 @dataclass(frozen=True)
 class _Streaming:
-    """How an image streams through a model: rows per strip, pieces per strip across the width."""
+    """How an image streams through a model: rows per strip, pieces per strip across the width, and
+    whether freed heap pages go back to the kernel between stages (when the image would not fit whole)."""
 
     strip: int
     pieces: int
+    release: bool = False
 
 
 def _streaming(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: RunOptions) -> _Streaming | None:
@@ -364,7 +366,8 @@ def _streaming(descriptor: ModelDescriptor, padded_shape: Sequence[int], options
         return None
     if not on_cpu:
         return _Streaming(strip, 1)
-    return _Streaming(min(strip, STREAM_CPU_STRIP_ROWS), max(round(width / STREAM_CPU_PIECE_WIDTH), 1))
+    pieces = max(round(width / STREAM_CPU_PIECE_WIDTH), 1)
+    return _Streaming(min(strip, STREAM_CPU_STRIP_ROWS), pieces, release=not fits_whole)
 
 
 def _run_streamed(descriptor: ModelDescriptor, padded: Tensor, streaming: _Streaming, options: RunOptions) -> Tensor:
@@ -380,9 +383,13 @@ def _run_streamed(descriptor: ModelDescriptor, padded: Tensor, streaming: _Strea
     )
 
     def stream(batch: Tensor) -> Tensor:
-        layout = bool(options.channels_last)  # each window is laid out so: the input keeps its own layout
         return streamed_forward(
-            descriptor.module, batch, streaming.strip, pieces=streaming.pieces, channels_last=layout
+            descriptor.module,
+            batch,
+            streaming.strip,
+            pieces=streaming.pieces,
+            channels_last=bool(options.channels_last),  # each window is laid out so; the input keeps its own
+            between_stages=release_freed_memory if streaming.release else None,
         )
 
     outputs = _forward(descriptor, padded.to(descriptor.device), options, stream)
