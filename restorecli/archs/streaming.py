@@ -247,6 +247,7 @@ class _Plan:
         return torch.empty(shape, dtype=dtype or self.store_dtype, device=like.device, memory_format=layout)
 
     def stage_done(self) -> None:
+        """The end of a step over whole maps: a stage of blocks, a down- or up-sampling."""
         if self.between_stages is not None:
             self.between_stages()
 
@@ -289,20 +290,23 @@ class _Plan:
         ``compute`` may read ``out`` itself with a halo up to the strip height: each strip is written
         only after the next one has been computed, so a halo never sees an already updated row.
         """
-        pending: tuple[int, int, Tensor | Sequence[Tensor]] | None = None
+        pending: tuple[int, int, list[Tensor]] | None = None
         for start, stop in self.strips(out.shape[-2]):
             strip = compute(start, stop)
+            # Held until the next strip is computed: in the map's dtype (bf16 maps hold half the bytes).
+            pieces = [piece.to(out.dtype) for piece in ([strip] if isinstance(strip, Tensor) else strip)]
             if pending is not None:
                 _write(out, *pending)
-            pending = (start, stop, strip)
+            pending = (start, stop, pieces)
         if pending is not None:
             _write(out, *pending)
         return out
 
 
-def _write(out: Tensor, start: int, stop: int, strip: Tensor | Sequence[Tensor]) -> None:
+def _write(out: Tensor, start: int, stop: int, pieces: list[Tensor]) -> None:
+    """Rows ``start:stop`` of ``out`` from a strip's pieces, left to right."""
     left = 0
-    for piece in [strip] if isinstance(strip, Tensor) else strip:
+    for piece in pieces:
         out[..., start:stop, left : left + piece.shape[-1]] = piece
         left += piece.shape[-1]
 

@@ -110,7 +110,8 @@ def restore_files(
             frames per call: as many as the engine batches tiles on the model's device).
         root: a folder holding every input, whose tree is mirrored under ``output_dir`` (default: all
             outputs directly in ``output_dir``).
-        skip_existing: leave inputs whose output file exists (resume an interrupted run).
+        skip_existing: leave inputs whose output file exists (resume an interrupted run). Either way the
+            temporary files a killed run left beside the outputs go first (:func:`~restorecli.images.remove_abandoned_temporaries`).
         progress: show tqdm bars, one in images and one in video frames (failure and device warnings
             print above them).
         io_threads: threads that read ahead and write behind while the model runs; 0 does all I/O
