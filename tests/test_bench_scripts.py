@@ -174,8 +174,8 @@ def test_bench_streaming_short_mode_streams_exactly(tmp_path: Path) -> None:
     assert set(rows) == {"official", "streamed"}
     assert all(row["seconds"] > 0 and row["peak_mib"] > 0 for row in rows.values())
     streamed = rows["streamed"]
-    # The CPU's 48-row strips (two on 72 rows), a 40-pixel-wide image in one piece.
-    assert "streams through restormer:tiny in 48-row strips, 1 piece(s) across" in streamed["note"]
+    # The CPU's 64-row strips (two on 72 rows), a 40-pixel-wide image in one piece.
+    assert "streams through restormer:tiny in 64-row strips, 1 piece(s) across" in streamed["note"]
     assert streamed["psnr_against"] == "official-fp32" and streamed["psnr"] > 100  # equal to float rounding
     assert streamed["speedup"] > 0 and streamed["memory_ratio"] > 0
 
