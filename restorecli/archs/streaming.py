@@ -222,6 +222,10 @@ class _Plan:
         layout = is_channels_last(x) if channels_last is None else channels_last
         return cls(strip, x.dtype, store_dtype or kept, layout, pieces, between_stages)
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
     def columns(self, width: int) -> list[tuple[int, int]]:
         """``(left, right)`` columns of each piece of a strip ``width`` columns wide (equal widths)."""
         count = max(min(self.pieces, width // MINIMUM_PIECE_WIDTH), 1)
@@ -236,15 +240,13 @@ class _Plan:
         """
         top, left = max(rows[0] - halo, 0), max(columns[0] - halo, 0)
         bottom, right = min(rows[1] + halo, source.shape[-2]), min(columns[1] + halo, source.shape[-1])
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        piece = source[..., top:bottom, left:right].to(self.compute_dtype).contiguous(memory_format=layout)
+        piece = source[..., top:bottom, left:right].to(self.compute_dtype).contiguous(memory_format=self.memory_format)
         return piece, top, left
 
     def empty(self, like: Tensor, channels: int, height: int, width: int, dtype: torch.dtype | None = None) -> Tensor:
         """A whole map on ``like``'s device in the store dtype (or ``dtype``) and this plan's layout."""
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
         shape = (like.shape[0], channels, height, width)
-        return torch.empty(shape, dtype=dtype or self.store_dtype, device=like.device, memory_format=layout)
+        return torch.empty(shape, dtype=dtype or self.store_dtype, device=like.device, memory_format=self.memory_format)
 
     def stage_done(self) -> None:
         """The end of a step over whole maps: a stage of blocks, a down- or up-sampling."""
