@@ -11,7 +11,9 @@ capped as in ``bench_performance.py``), on the same seeded weights and the same 
   (:mod:`restorecli.archs.streaming`); the row notes the strip height the engine chose;
 - ``strip-N`` / ``strip-NxP``: ``streamed_forward`` directly with N-row strips, each in P pieces across
   the width (to compare strip heights and pieces: the engine's CPU choice is in ``engine/runner.py``);
-- ``untiled``: ``restore_tensor`` on the whole image (restorecli's forward, not streamed).
+- ``untiled``: ``restore_tensor`` on the whole image (restorecli's forward, not streamed);
+- ``streamed-unaligned``: ``streamed`` without rounding the hidden GDFN maps up to whole vector
+  registers (``restorecli.archs.ops.aligned_channels``), to measure that lever.
 
 Each mode runs in fp32 and bf16 (autocast) unless it is ``official`` (fp32 only). Columns: seconds
 per image, peak resident MiB, speed-up and memory relative to the official row, PSNR of the output
@@ -127,9 +129,15 @@ def make_row_runner(descriptor, mode: str, precision: str):  # type: ignore[no-u
             return crop(out.float(), *x.shape[-2:]).clamp(0, 1)
 
         return streamed
+    if mode == "streamed-unaligned":
+        # The lever off: the hidden GDFN maps keep their odd width (255 channels for dim 48).
+        import restorecli.archs.streaming
+
+        restorecli.archs.streaming.aligned_channels = lambda channels: 0
     options = {
         "tiles": RunOptions(tile=automatic_tile(descriptor), precision=precision),
         "streamed": RunOptions(precision=precision),
+        "streamed-unaligned": RunOptions(precision=precision),
         "untiled": RunOptions(tile=1 << 30, tile_batch=1, precision=precision),
     }[mode]
     return lambda x: restore_tensor(descriptor, x, options)
@@ -235,7 +243,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024", help="comma-separated sides, HxW or 12mp (default 1024)")
     parser.add_argument("--12mp", dest="twelve", action="store_true", help="also run 12 MP (3000x4000)")
     parser.add_argument(
-        "--modes", default=DEFAULT_MODES, help="official, tiles, streamed, untiled, strip-N (comma-separated)"
+        "--modes",
+        default=DEFAULT_MODES,
+        help="official, tiles, streamed, streamed-unaligned, untiled, strip-N (comma-separated)",
     )
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated subset of fp32, bf16")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads per row")

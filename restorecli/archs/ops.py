@@ -26,7 +26,7 @@ def is_channels_last(x: Tensor) -> bool:
 Sides = tuple[int, int, int, int]
 
 
-def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int, edges: Sides | None = None) -> Tensor:
+def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int, edges: Sides | None = None, zeros: int = 0) -> Tensor:
     """Output channels of part ``index`` of ``parts`` equal parts of a dense or depth-wise ``conv``, as one map.
 
     A dense convolution (``groups=1``) reads all of ``x``; a depth-wise one (``groups`` equal to
@@ -34,16 +34,37 @@ def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int, edges: Sides |
     padded by 1 on a window of a larger map), the result drops the row or column at each side where
     ``x`` holds neighbours rather than the map's edge: the window's pixels one in from those sides. A
     window with neighbours all round runs unpadded and its result is a contiguous map (no crop to copy).
+    ``zeros`` appends that many output channels with zero weights and biases (a depth-wise ``conv``
+    then reads as many more input channels): see :func:`aligned_channels`.
     """
     size = conv.out_channels // parts
     part = slice(index * size, (index + 1) * size)
-    groups = size if conv.groups == conv.out_channels > 1 else conv.groups
+    depthwise = conv.groups == conv.out_channels > 1
+    groups = size + zeros if depthwise else conv.groups
+    weight = conv.weight[part]
     bias = None if conv.bias is None else conv.bias[part]
+    if zeros:
+        weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, zeros))
+        bias = None if bias is None else F.pad(bias, (0, zeros))
     padding = 0 if edges == (0, 0, 0, 0) else conv.padding
-    out = F.conv2d(x, conv.weight[part], bias, conv.stride, padding, conv.dilation, groups)
+    out = F.conv2d(x, weight, bias, conv.stride, padding, conv.dilation, groups)
     if edges is None or padding == 0:
         return out
     # Padding a window that meets the edge on some sides costs a zero fill and a copy; a crop costs
     # at most the copy its consumer makes.
     left, right, top, bottom = (1 - edge for edge in edges)
     return out[..., top : out.shape[-2] - bottom, left : out.shape[-1] - right]
+
+
+# fp32 lanes of an AVX-512 register (two of AVX2's).
+_CHANNEL_MULTIPLE = 16
+
+
+def aligned_channels(channels: int) -> int:
+    """Zero channels that round ``channels`` up to a whole number of vector registers.
+
+    oneDNN's convolutions and PyTorch's element-wise CPU kernels run a map of, say, Restormer's 255
+    hidden GDFN channels slower than one of 256 (``bench/bench_streaming.py --modes
+    streamed,streamed-unaligned``); zero channels with zero weights on both sides add exactly nothing.
+    """
+    return -channels % _CHANNEL_MULTIPLE

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from restorecli.archs.nafnet import LocalAvgPool2d, NAFBlock, NAFNet, NAFNetLocal
-from restorecli.archs.ops import Sides, is_channels_last
+from restorecli.archs.ops import Sides, aligned_channels, is_channels_last
 from restorecli.archs.restormer import Restormer, TransformerBlock, head_grams, pixel_squares, pixels
 from restorecli.errors import ConfigError
 
@@ -441,6 +441,8 @@ def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
     batch, channels, height, width = x.shape
     per_head = channels // attn.num_heads
     pieces = plan.columns(width)
+    # The hidden GDFN maps rounded up to whole vector registers (exact: see aligned_channels).
+    hidden_zeros = aligned_channels(block.ffn.project_out.in_channels)
     # Pass 1: the sums over pixels the attention needs, accumulated in fp32 (also under autocast).
     grams = x.new_zeros((batch, attn.num_heads, per_head, per_head), dtype=torch.float32)
     query_squares = x.new_zeros((batch, channels), dtype=torch.float32)
@@ -472,8 +474,8 @@ def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
             slice(rows[0] - top - low, rows[1] - top - low),
             slice(columns[0] - first - near, columns[1] - first - near),
         )
-        gated = block.ffn.gated(block.norm2(mid), _edges(rows, columns, 1, height, width))
-        return mid[own] + block.ffn.project_out(gated)
+        gated = block.ffn.gated(block.norm2(mid), _edges(rows, columns, 1, height, width), hidden_zeros)
+        return mid[own] + block.ffn.project(gated)
 
     plan.fill(x, lambda start, stop: [piece((start, stop), columns) for columns in pieces])
 
