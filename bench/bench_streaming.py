@@ -22,6 +22,7 @@ per image, peak resident MiB, speed-up and memory relative to the official row, 
     python bench/bench_streaming.py                     # Restormer deraining, 1024x1024 (about 15 min, 2 cores)
     python bench/bench_streaming.py --12mp              # also 12 MP (slow: tens of minutes; no official row there)
     python bench/bench_streaming.py --modes strip-64,strip-48x8,strip-32x4 --precisions fp32
+    python bench/bench_streaming.py --sizes 12mp --modes streamed --precisions bf16 --max-memory 3.5GiB
     python bench/bench_streaming.py --short             # tiny model and image, seconds (the tests run it)
 """
 
@@ -104,13 +105,13 @@ class _Notes(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def make_row_runner(descriptor, mode: str, precision: str):  # type: ignore[no-untyped-def]
+def make_row_runner(descriptor, mode: str, precision: str, max_memory: str | None = None):  # type: ignore[no-untyped-def]
     """The function one row times: image tensor in, clamped output tensor out."""
     import torch
 
     from restorecli.archs.streaming import streamed_forward
     from restorecli.engine.allocator import keep_freed_memory
-    from restorecli.engine.options import RunOptions
+    from restorecli.engine.options import RunOptions, parse_memory_size
     from restorecli.engine.padding import crop, pad_to_multiple
     from restorecli.engine.runner import restore_tensor
 
@@ -134,10 +135,11 @@ def make_row_runner(descriptor, mode: str, precision: str):  # type: ignore[no-u
         import restorecli.archs.streaming
 
         restorecli.archs.streaming.aligned_channels = lambda channels: 0
+    cap = None if max_memory is None else parse_memory_size(max_memory)
     options = {
         "tiles": RunOptions(tile=automatic_tile(descriptor), precision=precision),
-        "streamed": RunOptions(precision=precision),
-        "streamed-unaligned": RunOptions(precision=precision),
+        "streamed": RunOptions(precision=precision, max_memory=cap),
+        "streamed-unaligned": RunOptions(precision=precision, max_memory=cap),
         "untiled": RunOptions(tile=1 << 30, tile_batch=1, precision=precision),
     }[mode]
     return lambda x: restore_tensor(descriptor, x, options)
@@ -155,7 +157,7 @@ def run_row(args: argparse.Namespace) -> dict[str, object]:
     descriptor = load(args.model)
     height, width = parse_size(args.size)
     x = torch.from_numpy(photo_like(height, width))[None]
-    run = make_row_runner(descriptor, args.mode, args.precision)
+    run = make_row_runner(descriptor, args.mode, args.precision, args.max_memory)
     run(x[..., :64, :64])  # one-time initialisation (oneDNN kernels, thread pool) outside the timing
     notes.messages.clear()
     start = time.perf_counter()
@@ -173,6 +175,7 @@ def measure(args: argparse.Namespace, size: str, mode: str, precision: str, save
     """Run one row in a fresh process; its JSON result or ``{"error": ...}``."""
     command = [sys.executable, __file__, "--row", "--model", args.model, "--size", size, "--mode", mode]
     command += ["--precision", precision, "--threads", str(args.threads), "--save", str(save)]
+    command += [] if args.max_memory is None else ["--max-memory", args.max_memory]
     return run_in_subprocess(command, args.timeout)
 
 
@@ -248,6 +251,7 @@ def main() -> None:
         help="official, tiles, streamed, streamed-unaligned, untiled, strip-N (comma-separated)",
     )
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated subset of fp32, bf16")
+    parser.add_argument("--max-memory", metavar="SIZE", help="the streamed rows' memory cap, as restore's --max-memory")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads per row")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one row may take")
     parser.add_argument("--short", action="store_true", help="tiny model and image: an end-to-end check in seconds")

@@ -266,6 +266,30 @@ def test_the_cpu_streams_in_cache_sized_pieces_and_accelerators_in_the_largest_s
     assert runner._streaming(cpu, shape, RunOptions(tile=256)) is None  # tiles asked for
 
 
+def test_pieces_bound_a_strips_temporaries_so_a_tight_budget_keeps_tall_strips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = build_on_meta("restormer", "deraining")
+    shape = (1, 3, 3000, 4000)  # 12 MP: 31 pieces of about 128 columns at level 1
+    whole, pieces = (streamed_peak_bytes(model, shape, 64, torch.bfloat16, pieces=count) for count in (1, 31))
+    floor = streamed_peak_bytes(model, shape, 0, torch.bfloat16, pieces=31)
+    # One piece's temporaries instead of a strip's: the strip's part of the peak shrinks many times.
+    assert (pieces - floor) * 4 < whole - floor
+    # The deep levels are narrow: fewer, wider pieces there, so the estimate is not just divided by 31.
+    assert pieces - floor > (whole - floor) / 31
+    # The engine sizes CPU strips with the pieces it will use: a budget the strip-wide count would
+    # refuse 64 rows still gets them.
+    monkeypatch.setattr(runner, "available_memory", lambda device: 64 << 30)
+    cpu = _tiny_restormer_descriptor()
+    cpu_shape = (1, 3, 256, 2048)
+    tiny_pieces = round(2048 / runner.STREAM_CPU_PIECE_WIDTH)
+    budget = streamed_peak_bytes(cpu.module, cpu_shape, 64, pieces=tiny_pieces)
+    assert budget < streamed_peak_bytes(cpu.module, cpu_shape, 64)
+    monkeypatch.setattr(runner, "estimate_bytes_per_pixel", lambda descriptor: 1e6)  # never whole
+    streaming = runner._streaming(cpu, cpu_shape, RunOptions(max_memory=budget))
+    assert streaming == runner._Streaming(runner.STREAM_CPU_STRIP_ROWS, tiny_pieces, release=True)
+
+
 def test_nafnet_runs_whole_on_the_cpu_when_it_fits_and_streams_when_it_does_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

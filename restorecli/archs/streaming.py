@@ -33,7 +33,6 @@ under :func:`torch.inference_mode`). Autocast and channels-last inputs work as i
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -152,40 +151,46 @@ def streamed_peak_bytes(
     dtype: torch.dtype = torch.float32,
     *,
     store_dtype: torch.dtype | None = None,
+    pieces: int = 1,
 ) -> int:
     """Estimated peak bytes :func:`streamed_forward` allocates for an input of ``shape`` (its output included).
 
-    The whole maps between blocks (a fixed floor) plus the temporaries of one strip, which grow
-    linearly with ``strip_height``. Temporaries are counted at 4 bytes a value even under autocast
-    (norms and residual sums stay fp32). Activations only: weights and the caller's input are not counted.
+    The whole maps between blocks (a fixed floor) plus what lives for one strip, which grows
+    linearly with ``strip_height``: the temporaries of one piece of a block (with ``pieces`` across,
+    as in :func:`streamed_forward`, only a piece's worth at a time) and the finished strip held for
+    write-back. Temporaries are counted at 4 bytes a value even under autocast (norms and residual
+    sums stay fp32). Activations only: weights and the caller's input are not counted.
 
     Args:
         shape: ``(N, C, H, W)`` of the (padded) input.
         dtype: the compute precision (the autocast dtype, or float32).
         store_dtype: as in :func:`streamed_forward` (None: ``dtype``).
+        pieces: as in :func:`streamed_forward`.
     """
     _check_supported(module)
     batch, _, height, width = shape
     stored = torch.empty((), dtype=store_dtype or dtype).element_size()
     pixel_count = batch * height * width
-    widest, floor_channels = _widths(module)
+    floor_channels = _floor_channels(module)
     strips = _STRIP_MAPS[Restormer if isinstance(module, Restormer) else NAFNet]
-    window = min(strip_height, height) + 2 * _RESTORMER_BLOCK_HALO + 2  # the halo and a written-back strip
-    temporaries = strips * widest * window * width * batch * 4
+    window = min(strip_height, height) + 2 * _RESTORMER_BLOCK_HALO  # a strip and its halo
+    temporaries = strips * _widest_piece(module, width, pieces) * window * batch * 4
+    # A finished strip waits (in pieces) until the next one is computed: two strips of the widest map.
+    held = 2 * _map_channels_per_row(module) * min(strip_height, height) * width * batch * stored
     output = pixel_count * _out_channels(module) * 4
-    return int(floor_channels * pixel_count * stored + temporaries + output)
+    return int(floor_channels * pixel_count * stored + temporaries + held + output)
 
 
 def largest_strip_height(
-    module: nn.Module, shape: tuple[int, ...], budget: int, dtype: torch.dtype = torch.float32
+    module: nn.Module, shape: tuple[int, ...], budget: int, dtype: torch.dtype = torch.float32, *, pieces: int = 1
 ) -> int | None:
     """The largest even strip height (at most the padded height) whose :func:`streamed_peak_bytes` fits ``budget``.
 
     Returns None when even :func:`minimum_strip_height` does not fit.
     """
     height = shape[-2]
-    fixed = streamed_peak_bytes(module, shape, 0, dtype)
-    per_row = streamed_peak_bytes(module, shape, 1, dtype) - fixed
+    fixed = streamed_peak_bytes(module, shape, 0, dtype, pieces=pieces)
+    per_row = streamed_peak_bytes(module, shape, 1, dtype, pieces=pieces) - fixed
     rows = (budget - fixed) // per_row if per_row > 0 else height
     strip = min(int(rows), height + height % 2) // 2 * 2
     return strip if strip >= minimum_strip_height(module) else None
@@ -228,9 +233,7 @@ class _Plan:
 
     def columns(self, width: int) -> list[tuple[int, int]]:
         """``(left, right)`` columns of each piece of a strip ``width`` columns wide (equal widths)."""
-        count = max(min(self.pieces, width // MINIMUM_PIECE_WIDTH), 1)
-        bounds = [width * index // count for index in range(count + 1)]
-        return list(itertools.pairwise(bounds))
+        return _piece_columns(width, self.pieces)
 
     def window(
         self, source: Tensor, rows: tuple[int, int], columns: tuple[int, int], halo: int
@@ -305,6 +308,14 @@ class _Plan:
         return out
 
 
+def _piece_columns(width: int, pieces: int) -> list[tuple[int, int]]:
+    """``(left, right)`` columns of at most ``pieces`` equal pieces of a ``width``-column strip, none
+    narrower than :data:`MINIMUM_PIECE_WIDTH` (a narrower strip is one piece)."""
+    count = max(min(pieces, width // MINIMUM_PIECE_WIDTH), 1)
+    bounds = [width * index // count for index in range(count + 1)]
+    return list(itertools.pairwise(bounds))
+
+
 def _write(out: Tensor, start: int, stop: int, pieces: list[Tensor]) -> None:
     """Rows ``start:stop`` of ``out`` from a strip's pieces, left to right."""
     left = 0
@@ -318,17 +329,11 @@ def _check_supported(module: nn.Module) -> None:
         raise ConfigError(f"Expected a Restormer or NAFNet module to stream, but got {type(module).__name__}")
 
 
-def _widths(module: nn.Module) -> tuple[int, float]:
-    """Channels of the widest strip map per row of the full-width image, and the whole-map floor in channels per pixel."""
+def _floor_channels(module: nn.Module) -> float:
+    """The whole maps kept between blocks at their peak, in channels per pixel of the full-size input."""
     if isinstance(module, Restormer):
         dim = module.patch_embed.proj.out_channels
-        # Per row, a level-l map has 2**l times the channels on 1/2**l of the width: level 1's
-        # 2*dim decoder width is the widest; its hidden GDFN half is int(2*dim * factor).
-        widest = max(
-            block.ffn.project_out.in_channels * 2.0 ** -_RESTORMER_LEVELS[name]
-            for name, block in _restormer_blocks(module)
-        )
-        return math.ceil(widest), 2 * dim + dim / 2 + dim / 4 + dim / 8
+        return 2 * dim + dim / 2 + dim / 4 + dim / 8  # [up(dec2), enc1] and the other encoder levels
     width = module.intro.out_channels
     levels = len(module.encoders)
     # Encoder outputs kept for the skips (level l: width * 2**l channels on 1/4**l of the pixels), the
@@ -336,7 +341,34 @@ def _widths(module: nn.Module) -> tuple[int, float]:
     floor = sum(width * 2.0**-level for level in range(levels + 1)) + width
     if any(isinstance(block.sca[0], LocalAvgPool2d) for block in _nafnet_blocks(module)):
         floor += _TLC_WHOLE_MAPS * width
-    return 2 * width, floor
+    return floor
+
+
+def _widest_piece(module: nn.Module, width: int, pieces: int) -> int:
+    """Values per row of the widest strip-sized map of any block: its channels times its piece's width.
+
+    A level-l Restormer map is ``width / 2**l`` wide, cut into at most ``pieces`` pieces no narrower
+    than :data:`MINIMUM_PIECE_WIDTH` (so narrow deep levels take fewer, wider pieces), each widened by
+    its halo; the widest map is a GDFN hidden half (rounded up as :func:`aligned_channels` does).
+    NAFNet's blocks run on whole strips; their widest map has twice the level's channels.
+    """
+    if isinstance(module, Restormer):
+        widest = 0
+        for name, block in _restormer_blocks(module):
+            level_width = max(width >> _RESTORMER_LEVELS[name], 1)
+            piece = max(right - left for left, right in _piece_columns(level_width, pieces)) + 2 * _RESTORMER_BLOCK_HALO
+            hidden = block.ffn.project_out.in_channels
+            widest = max(widest, (hidden + aligned_channels(hidden)) * piece)
+        return widest
+    return 2 * module.intro.out_channels * width
+
+
+def _map_channels_per_row(module: nn.Module) -> int:
+    """Channels of the widest whole map per row of the full-width image (a level-l map: ``2**l`` times
+    the channels on ``1/2**l`` of the width)."""
+    if isinstance(module, Restormer):
+        return 2 * module.patch_embed.proj.out_channels  # level 1's [up(dec2), enc1], widest per row
+    return module.intro.out_channels
 
 
 def _out_channels(module: nn.Module) -> int:

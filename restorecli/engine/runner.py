@@ -361,12 +361,13 @@ def _streaming(descriptor: ModelDescriptor, padded_shape: Sequence[int], options
     fits_whole = padded_shape[0] * height * width * estimate_bytes_per_pixel(descriptor) <= budget
     if fits_whole and not (on_cpu and streams_faster_on_cpu(module)):
         return None
-    strip = largest_strip_height(module, tuple(padded_shape), budget, PRECISION_DTYPES[options.precision])
+    pieces = max(round(width / STREAM_CPU_PIECE_WIDTH), 1) if on_cpu else 1
+    dtype = PRECISION_DTYPES[options.precision]
+    strip = largest_strip_height(module, tuple(padded_shape), budget, dtype, pieces=pieces)
     if strip is None:
         return None
     if not on_cpu:
         return _Streaming(strip, 1)
-    pieces = max(round(width / STREAM_CPU_PIECE_WIDTH), 1)
     return _Streaming(min(strip, STREAM_CPU_STRIP_ROWS), pieces, release=not fits_whole)
 
 
