@@ -219,3 +219,37 @@ def test_reproduce_scores_an_entry_with_its_protocol_beside_the_paper(
     )
     assert result["images"] == 2 and abs(result["measured"]["psnr"] - expected) < 1e-9
     assert set(result["measured"]) >= {"psnr", "ssim3d"}
+
+
+def test_bench_derain_presets_scores_the_rain_restore_degrade_writes(tmp_path: Path) -> None:
+    from restorecli.images import read_array
+    from restorecli.metrics.psnr_ssim import psnr
+
+    rng = np.random.default_rng(3)
+    for index in range(2):
+        write_array(tmp_path / "clean" / f"{index}.png", (rng.random((40, 56, 3)) * 255).astype(np.uint8))
+    rows = run_bench(tmp_path, "bench_derain_presets.py", "--clean", str(tmp_path / "clean"), "--limit", "2")
+    assert [row["preset"] for row in rows] == ["rain100l", "rain100h", "photoshop", "heavy", "0.1 thin streaks"]
+    # The rainy inputs are `restore degrade rain --preset rain100h --seed 1717`'s files.
+    done = subprocess.run(
+        [sys.executable, "-m", "restorecli", "degrade", "rain", str(tmp_path / "clean"), str(tmp_path / "rainy")]
+        + ["--preset", "rain100h", "--seed", "1717", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    inputs = [
+        psnr(
+            read_array(tmp_path / "rainy" / name),
+            read_array(tmp_path / "clean" / name),
+            data_range=255,
+            y_channel=True,
+            round_y=True,
+        )
+        for name in ("0.png", "1.png")
+    ]
+    heavy_rain = rows[1]
+    assert heavy_rain["images"] == 2 and heavy_rain["seed"] == 1717
+    assert abs(heavy_rain["input_psnr"] - np.mean(inputs)) < 1e-9
+    assert all(np.isfinite(row["psnr"]) and row["input_psnr"] < 40 for row in rows)
