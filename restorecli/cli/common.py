@@ -68,7 +68,9 @@ TlcOption = Annotated[
 
 def tlc_variant(tlc: bool | None) -> str | None:
     """The architecture variant ``--tlc``/``--no-tlc`` asks for (None: the entry's choice)."""
-    return None if tlc is None else "tlc" if tlc else "plain"
+    from restorecli.zoo.architectures import PLAIN
+
+    return None if tlc is None else "tlc" if tlc else PLAIN
 
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (the summary is still printed).")]
