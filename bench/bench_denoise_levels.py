@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,8 +24,11 @@ from restorecli import load_model, restore_image
 from restorecli.data.degradations import benchmark_gaussian_noise
 from restorecli.images import list_images, read_array
 from restorecli.metrics.psnr_ssim import psnr
+from restorecli.zoo.card import record_benchmarks
 
-KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "Kodak24"
+REPOSITORY = Path(__file__).resolve().parents[1]
+KODAK = REPOSITORY.parent / "shared" / "data" / "val" / "Kodak24"
+PROTOCOL = "bench/bench_denoise_levels.py: Gaussian noise with np.random.seed(0) per image, rounded and clipped to 8 bits; PSNR on RGB (grey: the Pillow L plane)"
 
 
 def to_grey(pixels: np.ndarray) -> np.ndarray:
@@ -58,6 +62,7 @@ def measure(model_name: str, folder: Path, sigmas: list[float], limit: int | Non
                 gains.append(outputs[-1] - inputs[-1])
             rows.append(
                 {
+                    "case": f"{mode} sigma {sigma:g}",
                     "mode": mode,
                     "sigma": sigma,
                     "images": len(files),
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", default="15,25,50")
     parser.add_argument("--limit", type=int, help="only the first N images (quick checks)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--card", type=Path, help="also record the rows as the benchmark table of this model card")
     args = parser.parse_args(argv)
     rows = measure(args.model, args.clean, [float(s) for s in args.sigmas.split(",")], args.limit)
     print(f"{args.model} on {args.clean} ({rows[0]['images']} images), PSNR dB (input -> restored)")
@@ -85,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    if args.card:
+        record_benchmarks(args.card, rows, os.path.relpath(args.clean, REPOSITORY), PROTOCOL)
     return 0
 
 

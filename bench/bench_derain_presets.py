@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -25,8 +26,11 @@ from restorecli import load_model, restore_image
 from restorecli.data.degradations import degrade_files, make_params
 from restorecli.images import list_images, read_array
 from restorecli.metrics.psnr_ssim import psnr
+from restorecli.zoo.card import record_benchmarks
 
-KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "Kodak24"
+REPOSITORY = Path(__file__).resolve().parents[1]
+KODAK = REPOSITORY.parent / "shared" / "data" / "val" / "Kodak24"
+PROTOCOL = "bench/bench_derain_presets.py: restore degrade rain --preset P --seed S (8-bit PNG); restore eval --protocol restormer-derain (rounded Y)"
 # (row label, rain settings, seed): the card's rows.
 CASES = (
     ("rain100l", {"preset": "rain100l"}, 1717),
@@ -63,6 +67,7 @@ def measure(model_name: str, folder: Path, limit: int | None) -> list[dict[str, 
                 outputs.append(y_psnr(restore_image(model, rainy), clean))
             rows.append(
                 {
+                    "case": f"{label} seed {seed}",
                     "preset": label,
                     "seed": seed,
                     "images": len(files),
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clean", type=Path, default=KODAK, help="clean images (default: shared Kodak24)")
     parser.add_argument("--limit", type=int, help="only the first N images (quick checks)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--card", type=Path, help="also record the rows as the benchmark table of this model card")
     args = parser.parse_args(argv)
     rows = measure(args.model, args.clean, args.limit)
     print(f"{args.model} on {args.clean} ({rows[0]['images']} images), Y-PSNR dB (input -> restored)")
@@ -89,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    if args.card:
+        record_benchmarks(args.card, rows, os.path.relpath(args.clean, REPOSITORY), PROTOCOL)
     return 0
 
 

@@ -228,7 +228,11 @@ def test_bench_derain_presets_scores_the_rain_restore_degrade_writes(tmp_path: P
     rng = np.random.default_rng(3)
     for index in range(2):
         write_array(tmp_path / "clean" / f"{index}.png", (rng.random((40, 56, 3)) * 255).astype(np.uint8))
-    rows = run_bench(tmp_path, "bench_derain_presets.py", "--clean", str(tmp_path / "clean"), "--limit", "2")
+    card = tmp_path / "card.json"
+    card.write_text((BENCH.parent / "weights" / "restorecli-derain.json").read_text())
+    rows = run_bench(
+        tmp_path, "bench_derain_presets.py", "--clean", str(tmp_path / "clean"), "--limit", "2", "--card", str(card)
+    )
     assert [row["preset"] for row in rows] == ["rain100l", "rain100h", "photoshop", "heavy", "0.1 thin streaks"]
     # The rainy inputs are `restore degrade rain --preset rain100h --seed 1717`'s files.
     done = subprocess.run(
@@ -253,3 +257,6 @@ def test_bench_derain_presets_scores_the_rain_restore_degrade_writes(tmp_path: P
     assert heavy_rain["images"] == 2 and heavy_rain["seed"] == 1717
     assert abs(heavy_rain["input_psnr"] - np.mean(inputs)) < 1e-9
     assert all(np.isfinite(row["psnr"]) and row["input_psnr"] < 40 for row in rows)
+    # --card records the same rows as the card's benchmark table.
+    table = json.loads(card.read_text())["benchmarks"]
+    assert [(entry["case"], entry["psnr"]) for entry in table] == [(row["case"], row["psnr"]) for row in rows]

@@ -37,6 +37,7 @@ CARD_KEYS = {
     "created",
     "restorecli_version",
     "stages",
+    "benchmarks",
 }
 
 
@@ -93,6 +94,7 @@ def test_a_short_run_lowers_the_loss_and_exports_a_loadable_model(data: Path) ->
     assert export is not None and export.weights.name == "tiny-denoise.safetensors"
     card = json.loads(export.card.read_text())
     assert set(card) == CARD_KEYS
+    assert card["benchmarks"] == []  # the bench scripts' --card fills it
     assert card["arch"] == "nafnet" and card["task"] == "denoise" and card["iterations"] == 24
     assert card["config"]["width"] == 4 and card["config"]["enc_blk_nums"] == [1, 1]
     assert card["data"]["train"]["images"] == 4

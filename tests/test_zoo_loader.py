@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from restorecli.errors import CheckpointError, ConfigError, UnknownModelError, WeightsNotFoundError
 from restorecli.zoo import architectures, download, loader, pretrained
-from restorecli.zoo.card import ModelCard
+from restorecli.zoo.card import Benchmark, ModelCard, read_card, record_benchmarks
 
 
 def _tiny_state(arch: str = "nafnet") -> dict[str, torch.Tensor]:
@@ -105,7 +105,7 @@ def test_mismatch_names_missing_unexpected_and_misshaped_keys(tmp_path: Path) ->
 
 
 def test_mismatch_suggests_the_zoo_entry_the_file_fits(tmp_path: Path) -> None:
-    state = architectures.build_on_meta("nafnet", "lite-w16").state_dict()
+    state = architectures.build_on_meta("nafnet", "lite-w16-full").state_dict()
     state = {k: torch.zeros(v.shape) for k, v in state.items()}
     with pytest.raises(CheckpointError, match="restorecli-derain"):
         loader.build_and_load("nafnet", "tiny", state, "x.pth")
@@ -162,6 +162,23 @@ def test_explicit_weights_path_wins(tmp_path: Path) -> None:
     descriptor = loader.load_descriptor(entry.name, weights=path)
     assert descriptor.task == "denoise"
     assert descriptor.extra["weights"] == str(path)
+
+
+def test_record_benchmarks_replaces_the_cards_table_and_keeps_the_rest(tmp_path: Path) -> None:
+    card_file = tmp_path / "model.json"
+    card_file.write_text(json.dumps({"arch": "nafnet", "config": {"width": 8}, "iterations": 7}))
+    rows = [{"case": "colour sigma 25", "input_psnr": 20.4, "psnr": 31.1, "images": 24, "mode": "colour"}]
+    record_benchmarks(tmp_path / "model.safetensors", rows, "../data/Kodak24", "scored so")
+    card = read_card(tmp_path / "model.safetensors")
+    assert card is not None and card.iterations == 7 and card.config == {"width": 8}
+    assert card.benchmarks == (Benchmark("colour sigma 25", 20.4, 31.1, 24, "../data/Kodak24", "scored so"),)
+    # Recording again replaces the table (the card file itself may be named too).
+    record_benchmarks(card_file, [], "../data/Kodak24", "scored so")
+    assert read_card(card_file).benchmarks == ()  # type: ignore[union-attr]
+    with pytest.raises(CheckpointError, match="model card"):
+        record_benchmarks(tmp_path / "none.safetensors", rows, "x", "y")
+    with pytest.raises(CheckpointError, match="model card as restore train writes it"):
+        ModelCard.from_dict({"arch": "nafnet", "config": {}, "benchmarks": [{"case": "x"}]}, "bad.json")
 
 
 def test_measured_score_reads_the_card_validation() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -37,6 +38,7 @@ def models(
                 "license": entry.license,
                 "score": card.measured_score() if card else entry.paper_score,
                 "protocol": entry.protocol or "-",
+                "benchmarks": [asdict(row) for row in card.benchmarks] if card else [],
             }
         )
     if as_json:
@@ -50,6 +52,7 @@ def models(
     typer.echo(format_table(columns, table))
     typer.echo("score: measured (model card) for restorecli-*, else as the paper reports it.")
     typer.echo("protocol: how that score is measured; `restore eval --protocol NAME` applies it.")
+    typer.echo("--json also lists each card's benchmark table (e.g. every noise level or rain model).")
     typer.echo(f"\nWeights are looked up in: {', '.join(str(d) for d in download.search_dirs())}")
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import typing
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,29 @@ class Validation:
     images: int
     crop: int = 0
     source: str | None = None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One row of a model's benchmark table: a validation set under one named degradation, restored.
+
+    Written by the bench scripts that make the table (``bench/bench_denoise_levels.py``,
+    ``bench/bench_derain_presets.py`` with ``--card``), so the card carries the numbers the README quotes.
+
+    Attributes:
+        case: the degradation, e.g. ``colour sigma 25`` or ``rain100h seed 1717``.
+        input_psnr / psnr: mean PSNR (dB) of the degraded inputs and of the restored images.
+        images: images scored.
+        source: the clean images (a folder).
+        protocol: how the inputs were made and scored, in words (the script names it).
+    """
+
+    case: str
+    input_psnr: float
+    psnr: float
+    images: int
+    source: str
+    protocol: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,7 @@ class ModelCard:
     created: str
     restorecli_version: str
     stages: tuple[TrainingStage, ...] = field(default_factory=tuple)
+    benchmarks: tuple[Benchmark, ...] = field(default_factory=tuple)
 
     def this_stage(self) -> TrainingStage:
         """The run that wrote this card, as a stage of a longer chain."""
@@ -134,6 +158,7 @@ class ModelCard:
                 created=str(raw.get("created", "")),
                 restorecli_version=str(raw.get("restorecli_version", "")),
                 stages=tuple(TrainingStage(**stage) for stage in raw.get("stages") or ()),
+                benchmarks=tuple(Benchmark(**row) for row in raw.get("benchmarks") or ()),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"Expected a model card as restore train writes it, but {exc} ({source})") from exc
@@ -162,3 +187,20 @@ def write_card(card: ModelCard, path: Path) -> None:
     """Write ``card`` as indented JSON, atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def record_benchmarks(path: Path, rows: Sequence[Mapping[str, Any]], source: str, protocol: str) -> None:
+    """Replace the benchmark table of the card at ``path`` (a card, or the weight file it sits beside).
+
+    ``rows``: mappings with the :class:`Benchmark` fields ``case``, ``input_psnr``, ``psnr`` and
+    ``images`` (other keys are ignored); ``source`` and ``protocol`` are the same for every row.
+    """
+    weights = Path(path).with_suffix(".safetensors")
+    card = read_card(weights)
+    if card is None:
+        raise CheckpointError(f"Expected a model card to record benchmarks in, but found none ({card_path(weights)})")
+    table = tuple(
+        Benchmark(str(row["case"]), float(row["input_psnr"]), float(row["psnr"]), int(row["images"]), source, protocol)
+        for row in rows
+    )
+    write_card(replace(card, benchmarks=table), card_path(weights))

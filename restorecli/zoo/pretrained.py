@@ -192,7 +192,7 @@ def _safmn_real(scale: int, file: str) -> PretrainedEntry:
 
 
 ENTRIES: tuple[PretrainedEntry, ...] = (
-    _bundled("derain", "lite-w16"),
+    _bundled("derain", "lite-w16-full"),
     _bundled("deblur", "lite-w16-deeper"),
     _bundled("denoise", "lite-w16-full"),
     _restormer(
