@@ -73,6 +73,12 @@ def test_models_lists_each_scores_protocol() -> None:
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["nafnet-sidd-width32"]["protocol"] == "nafnet-sidd"
+    # The shipped cards' benchmark tables come along; a paper entry has none.
+    assert [row["case"] for row in rows["restorecli-derain"]["benchmarks"]][:2] == [
+        "rain100l seed 1717",
+        "rain100h seed 1717",
+    ]
+    assert rows["nafnet-sidd-width32"]["benchmarks"] == []
 
 
 def test_protocol_in_header_json_and_numbers(pairs: tuple[Path, Path]) -> None:
