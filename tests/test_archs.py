@@ -15,8 +15,7 @@ from torch import nn
 
 from restorecli.archs import NAFNet, NAFNetLocal, Restormer
 from restorecli.archs.nafnet import LayerNorm2d, LocalAvgPool2d
-from restorecli.archs.ops import aligned_channels
-from restorecli.archs.restormer import FeedForward, LayerNorm
+from restorecli.archs.restormer import LayerNorm
 from restorecli.errors import ConfigError
 from restorecli.zoo.architectures import build_model, build_on_meta, resolve_config
 
@@ -222,25 +221,6 @@ def test_restormer_layer_norms_match_closed_forms() -> None:
     scale = torch.sqrt(x.var(1, keepdim=True, unbiased=False) + 1e-5)
     weight = bias_free.body.weight.view(1, 6, 1, 1)
     torch.testing.assert_close(bias_free(x), x / scale * weight, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("bias", [False, True])
-def test_gdfn_with_zero_channels_appended_gives_the_same_result(bias: bool) -> None:
-    ffn = FeedForward(8, 2.66, bias)  # hidden width int(8 * 2.66) = 21: 11 zero channels to 32
-    with torch.no_grad():
-        for parameter in ffn.parameters():
-            parameter.uniform_(-0.5, 0.5)
-    x = torch.randn(1, 8, 9, 11).contiguous(memory_format=torch.channels_last)
-    zeros = aligned_channels(ffn.project_out.in_channels)
-    assert (zeros, aligned_channels(255), aligned_channels(256), aligned_channels(1021)) == (11, 1, 0, 3)
-    gated = ffn.gated(x, zeros=zeros)
-    assert gated.shape[1] == 32 and not gated[:, 21:].any()
-    torch.testing.assert_close(gated[:, :21], ffn.gated(x), rtol=0, atol=1e-6)
-    # The official formulation: project_out(gelu(x1) * x2) over the halves of one convolution.
-    x1, x2 = ffn.dwconv(ffn.project_in(x)).chunk(2, dim=1)
-    expected = ffn.project_out(F.gelu(x1) * x2)
-    torch.testing.assert_close(ffn.project(gated), expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ffn(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_nafnet_layer_norm_matches_closed_form_and_gradients() -> None:

@@ -10,10 +10,13 @@ import logging
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from restorecli.archs import streaming
 from restorecli.archs.nafnet import NAFNetLocal
+from restorecli.archs.ops import aligned_channels
+from restorecli.archs.restormer import FeedForward
 from restorecli.archs.streaming import (
     largest_strip_height,
     minimum_strip_height,
@@ -86,6 +89,30 @@ def test_restormer_streams_exactly_in_pieces_across_the_width(pieces: int, monke
         laid_out = streamed_forward(model, _image(3, 40, 56), 6, pieces=pieces, channels_last=True)
         assert laid_out.is_contiguous(memory_format=torch.channels_last)
         assert (laid_out - expected).abs().max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_gdfn_with_zero_channels_appended_gives_the_same_result(bias: bool) -> None:
+    ffn = FeedForward(8, 2.66, bias)  # hidden width int(8 * 2.66) = 21: 11 zero channels to 32
+    with torch.no_grad():
+        for parameter in ffn.parameters():
+            parameter.uniform_(-0.5, 0.5)
+    x = torch.randn(1, 8, 9, 11).contiguous(memory_format=torch.channels_last)
+    assert (aligned_channels(21), aligned_channels(255), aligned_channels(256), aligned_channels(1021)) == (11, 1, 0, 3)
+    with torch.inference_mode():
+        aligned = streaming._aligned_feed_forward(ffn)
+        gated = aligned.gated(x)
+        assert gated.shape[1] == 32 and not gated[:, 21:].any()
+        torch.testing.assert_close(gated[:, :21], ffn.gated(x), rtol=0, atol=1e-6)
+        # The official formulation: project_out(gelu(x1) * x2) over the halves of one convolution.
+        x1, x2 = ffn.dwconv(ffn.project_in(x)).chunk(2, dim=1)
+        expected = ffn.project_out(F.gelu(x1) * x2)
+        torch.testing.assert_close(aligned.project_out(gated), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ffn(x), expected, rtol=1e-5, atol=1e-5)
+    # The module itself keeps its official shapes; an already aligned width is left as it is.
+    assert ffn.project_out.weight.shape == (8, 21, 1, 1) and ffn.dwconv.groups == 42
+    wide = FeedForward(16, 2.0, False)  # 32 hidden channels
+    assert streaming._aligned_feed_forward(wide) is wide
 
 
 def test_between_stages_runs_after_each_stage_of_blocks_and_each_resampling() -> None:

@@ -34,20 +34,13 @@ def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int, edges: Sides |
     padded by 1 on a window of a larger map), the result drops the row or column at each side where
     ``x`` holds neighbours rather than the map's edge: the window's pixels one in from those sides. A
     window with neighbours all round runs unpadded and its result is a contiguous map (no crop to copy).
-    ``zeros`` appends that many output channels with zero weights and biases (a depth-wise ``conv``
-    then reads as many more input channels): see :func:`aligned_channels`.
     """
     size = conv.out_channels // parts
     part = slice(index * size, (index + 1) * size)
-    depthwise = conv.groups == conv.out_channels > 1
-    groups = size + zeros if depthwise else conv.groups
-    weight = conv.weight[part]
+    groups = size if conv.groups == conv.out_channels > 1 else conv.groups
     bias = None if conv.bias is None else conv.bias[part]
-    if zeros:
-        weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, zeros))
-        bias = None if bias is None else F.pad(bias, (0, zeros))
     padding = 0 if edges == (0, 0, 0, 0) else conv.padding
-    out = F.conv2d(x, weight, bias, conv.stride, padding, conv.dilation, groups)
+    out = F.conv2d(x, conv.weight[part], bias, conv.stride, padding, conv.dilation, groups)
     if edges is None or padding == 0:
         return out
     # Padding a window that meets the edge on some sides costs a zero fill and a copy; a crop costs

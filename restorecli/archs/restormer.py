@@ -74,24 +74,17 @@ class FeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.project(self.gated(x))
+        return self.project_out(self.gated(x))
 
-    def gated(self, x: Tensor, edges: Sides | None = None, zeros: int = 0) -> Tensor:
-        """``gelu(x1) * x2`` over the halves of ``dwconv(project_in(x))``, each its own map (``edges`` and
-        ``zeros``, channels appended to each half: see :func:`~restorecli.archs.ops.conv_part`).
+    def gated(self, x: Tensor, edges: Sides | None = None) -> Tensor:
+        """``gelu(x1) * x2`` over the halves of ``dwconv(project_in(x))``, each its own map (``edges``: see
+        :func:`~restorecli.archs.ops.conv_part`).
 
         The gate half is finished before the value half starts, so its temporaries are freed first.
         """
-        gate = F.gelu(conv_part(self.dwconv, conv_part(self.project_in, x, 0, 2, zeros=zeros), 0, 2, edges, zeros))
-        value = conv_part(self.dwconv, conv_part(self.project_in, x, 1, 2, zeros=zeros), 1, 2, edges, zeros)
+        gate = F.gelu(conv_part(self.dwconv, conv_part(self.project_in, x, 0, 2), 0, 2, edges))
+        value = conv_part(self.dwconv, conv_part(self.project_in, x, 1, 2), 1, 2, edges)
         return gate * value
-
-    def project(self, gated: Tensor) -> Tensor:
-        """``project_out`` of a :meth:`gated` map, whose appended zero channels meet zero weights."""
-        zeros = gated.shape[1] - self.project_out.in_channels
-        if not zeros:
-            return self.project_out(gated)
-        return F.conv2d(gated, F.pad(self.project_out.weight, (0, 0, 0, 0, 0, zeros)), self.project_out.bias)
 
 
 class Attention(nn.Module):

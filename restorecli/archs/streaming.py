@@ -32,6 +32,7 @@ under :func:`torch.inference_mode`). Autocast and channels-last inputs work as i
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 
 from restorecli.archs.nafnet import LocalAvgPool2d, NAFBlock, NAFNet, NAFNetLocal
 from restorecli.archs.ops import Sides, aligned_channels, is_channels_last
-from restorecli.archs.restormer import Restormer, TransformerBlock, head_grams, pixel_squares, pixels
+from restorecli.archs.restormer import FeedForward, Restormer, TransformerBlock, head_grams, pixel_squares, pixels
 from restorecli.errors import ConfigError
 
 # Rows a strip reads above and below its own: one per 3x3 convolution on the way from its input.
@@ -473,8 +474,7 @@ def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
     batch, channels, height, width = x.shape
     per_head = channels // attn.num_heads
     pieces = plan.columns(width)
-    # The hidden GDFN maps rounded up to whole vector registers (exact: see aligned_channels).
-    hidden_zeros = aligned_channels(block.ffn.project_out.in_channels)
+    ffn = _aligned_feed_forward(block.ffn)  # once per block, not per piece
     # Pass 1: the sums over pixels the attention needs, accumulated in fp32 (also under autocast).
     grams = x.new_zeros((batch, attn.num_heads, per_head, per_head), dtype=torch.float32)
     query_squares = x.new_zeros((batch, channels), dtype=torch.float32)
@@ -506,10 +506,42 @@ def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
             slice(rows[0] - top - low, rows[1] - top - low),
             slice(columns[0] - first - near, columns[1] - first - near),
         )
-        gated = block.ffn.gated(block.norm2(mid), _edges(rows, columns, 1, height, width), hidden_zeros)
-        return mid[own] + block.ffn.project(gated)
+        gated = ffn.gated(block.norm2(mid), _edges(rows, columns, 1, height, width))
+        return mid[own] + ffn.project_out(gated)
 
     plan.fill(x, lambda start, stop: [piece((start, stop), columns) for columns in pieces])
+
+
+def _aligned_feed_forward(ffn: FeedForward) -> FeedForward:
+    """``ffn`` with its hidden width rounded up to whole vector registers (:func:`aligned_channels`).
+
+    A copy: each half of ``project_in`` and ``dwconv`` gets zero filters appended and ``project_out``
+    zero columns, so the extra channels are exactly zero and add exactly nothing (Restormer's 255
+    channels for dim 48 run as 256). The module itself keeps the official widths (what the whole
+    forward, ``restore profile`` and ONNX exports see).
+    """
+    hidden = ffn.project_out.in_channels
+    zeros = aligned_channels(hidden)
+    if not zeros:
+        return ffn
+    width = hidden + zeros
+
+    def after_each_half(tensor: Tensor) -> nn.Parameter:
+        halves = [torch.cat([half, half.new_zeros((zeros, *half.shape[1:]))]) for half in tensor.chunk(2)]
+        return nn.Parameter(torch.cat(halves), requires_grad=False)
+
+    aligned = copy.deepcopy(ffn)
+    for conv in (aligned.project_in, aligned.dwconv):
+        conv.weight = after_each_half(conv.weight)
+        if conv.bias is not None:
+            conv.bias = after_each_half(conv.bias)
+        conv.out_channels = 2 * width
+    aligned.dwconv.in_channels = aligned.dwconv.groups = 2 * width
+    weight = aligned.project_out.weight
+    zero_columns = weight.new_zeros((weight.shape[0], zeros, *weight.shape[2:]))
+    aligned.project_out.weight = nn.Parameter(torch.cat([weight, zero_columns], 1), requires_grad=False)
+    aligned.project_out.in_channels = width
+    return aligned
 
 
 def _edges(rows: tuple[int, int], columns: tuple[int, int], halo: int, height: int, width: int) -> Sides:
