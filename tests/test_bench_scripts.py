@@ -180,6 +180,34 @@ def test_bench_streaming_short_mode_streams_exactly(tmp_path: Path) -> None:
     assert streamed["speedup"] > 0 and streamed["memory_ratio"] > 0
 
 
+def test_bench_block_ab_runs_both_versions_of_a_block_alike(tmp_path: Path) -> None:
+    result = run_bench(tmp_path, "bench_block_ab.py", "--base", "HEAD", "--level", "latent", "--rounds", "1")
+    assert result["max_difference"] == 0  # the same block, the same map: HEAD's code computes what the tree's does
+    assert [len(values) for values in result["seconds"].values()] == [1, 1]
+
+
+def test_bm3d_reference_routes_grey_and_colour_and_rounds_to_8_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake(name: str):  # type: ignore[no-untyped-def]
+        def run(image: np.ndarray, sigma: float) -> np.ndarray:
+            calls.append((name, image.shape, sigma))
+            return image + 0.3 / 255  # rounds back to the input's levels
+
+        return run
+
+    monkeypatch.setitem(sys.modules, "bm3d", type(sys)("bm3d"))
+    monkeypatch.setattr(sys.modules["bm3d"], "bm3d", fake("grey"), raising=False)
+    monkeypatch.setattr(sys.modules["bm3d"], "bm3d_rgb", fake("colour"), raising=False)
+    monkeypatch.syspath_prepend(str(BENCH))  # its sibling modules, as when it runs from bench/
+    reference = load_bench("bench_bm3d_reference", monkeypatch)
+    grey = np.arange(20, dtype=np.uint8).reshape(4, 5) * 12
+    colour = np.stack([grey, grey[::-1], 255 - grey], axis=-1)
+    assert np.array_equal(reference.denoise(grey, 25), grey)
+    assert np.array_equal(reference.denoise(colour, 50), colour)
+    assert calls == [("grey", (4, 5), 25 / 255), ("colour", (4, 5, 3), 50 / 255)]
+
+
 def test_reproduce_scores_an_entry_with_its_protocol_beside_the_paper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
