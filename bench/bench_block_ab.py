@@ -1,4 +1,4 @@
-"""One streamed Restormer block, this tree's streaming module against a git revision's, interleaved.
+"""One streamed Restormer block, this tree's streaming module against a git revision's (or a file), interleaved.
 
 On a shared 2-core machine the speed drifts by several percent within minutes, so two whole runs a few
 minutes apart cannot show a lever worth 1-3%. Here both versions of ``restorecli.archs.streaming``
@@ -34,14 +34,14 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 LEVEL_SIZES = {"encoder_level1": 1024, "encoder_level2": 512, "encoder_level3": 256, "latent": 128, "refinement": 1024}
 
 
-def module_at(revision: str, folder: Path) -> ModuleType:
-    """``restorecli/archs/streaming.py`` as it is at ``revision``, imported under another name."""
-    source = subprocess.run(
-        ["git", "-C", str(REPOSITORY), "show", f"{revision}:restorecli/archs/streaming.py"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+def module_at(base: str, folder: Path) -> ModuleType:
+    """The streaming module at ``base`` (a file, or a git revision's ``restorecli/archs/streaming.py``),
+    imported under another name."""
+    if Path(base).is_file():
+        source = Path(base).read_text(encoding="utf-8")
+    else:
+        show = ["git", "-C", str(REPOSITORY), "show", f"{base}:restorecli/archs/streaming.py"]
+        source = subprocess.run(show, check=True, capture_output=True, text=True).stdout
     path = folder / "streaming_base.py"
     path.write_text(source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("streaming_base", path)
@@ -54,7 +54,7 @@ def module_at(revision: str, folder: Path) -> ModuleType:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, help="git revision to compare with")
+    parser.add_argument("--base", required=True, help="git revision (or a streaming.py file) to compare with")
     parser.add_argument("--level", default="refinement", choices=sorted(LEVEL_SIZES))
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--strip", type=int, default=64)

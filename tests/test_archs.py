@@ -15,8 +15,7 @@ from torch import nn
 
 from restorecli.archs import NAFNet, NAFNetLocal, Restormer
 from restorecli.archs.nafnet import LayerNorm2d, LocalAvgPool2d
-from restorecli.archs.ops import conv_part
-from restorecli.archs.restormer import FeedForward, LayerNorm
+from restorecli.archs.restormer import LayerNorm
 from restorecli.errors import ConfigError
 from restorecli.zoo.architectures import build_model, build_on_meta, resolve_config
 
@@ -222,34 +221,6 @@ def test_restormer_layer_norms_match_closed_forms() -> None:
     scale = torch.sqrt(x.var(1, keepdim=True, unbiased=False) + 1e-5)
     weight = bias_free.body.weight.view(1, 6, 1, 1)
     torch.testing.assert_close(bias_free(x), x / scale * weight, rtol=1e-5, atol=1e-6)
-
-
-def test_gdfn_gate_in_place_under_inference_mode_equals_the_official_gate() -> None:
-    """Inference mode overwrites the gate's map; the value and the autograd path stay the official ones."""
-    ffn = _randomised(FeedForward(4, 2.66, bias=True))
-    x = torch.randn(1, 4, 7, 9, requires_grad=True)
-    hidden = ffn.dwconv(ffn.project_in(x))
-    gate, value = hidden.chunk(2, dim=1)
-    expected = F.gelu(gate) * value  # the official formulation
-    recorded = ffn.gated(x)
-    torch.testing.assert_close(recorded, expected, rtol=0, atol=1e-6)
-    recorded.sum().backward()  # the graph is intact outside inference mode
-    assert x.grad is not None and x.grad.abs().sum() > 0
-    with torch.inference_mode():
-        in_place = ffn.gated(x.detach())
-    assert torch.equal(in_place, recorded.detach())  # the same operations, in place
-
-
-def test_conv_part_spans_consecutive_parts() -> None:
-    conv = _randomised(nn.Conv2d(3, 6, 1, bias=True))
-    depthwise = _randomised(nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=True))
-    x = torch.randn(1, 3, 5, 6)
-    with torch.no_grad():
-        dense = conv_part(conv, x, 1, 3, span=2)
-        torch.testing.assert_close(dense, conv(x)[:, 2:], rtol=0, atol=1e-6)
-        torch.testing.assert_close(
-            conv_part(depthwise, dense, 1, 3, span=2), depthwise(conv(x))[:, 2:], rtol=0, atol=1e-6
-        )
 
 
 def test_nafnet_layer_norm_matches_closed_form_and_gradients() -> None:

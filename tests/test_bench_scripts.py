@@ -180,9 +180,17 @@ def test_bench_streaming_short_mode_streams_exactly(tmp_path: Path) -> None:
     assert streamed["speedup"] > 0 and streamed["memory_ratio"] > 0
 
 
+def test_bench_end_to_end_runs_both_processes_on_the_same_checkpoint_and_image(tmp_path: Path) -> None:
+    result = run_bench(tmp_path, "bench_end_to_end.py", "--short")
+    assert (result["size"], result["config"]) == (64, "tiny")
+    assert all(result[side]["seconds"] > 0 and result[side]["peak_mib"] > 0 for side in ("official", "restore"))
+    assert result["psnr_db"] > 60  # restore derain's PNG is the official PNG up to rounding
+
+
 def test_bench_block_ab_runs_both_versions_of_a_block_alike(tmp_path: Path) -> None:
-    result = run_bench(tmp_path, "bench_block_ab.py", "--base", "HEAD", "--level", "latent", "--rounds", "1")
-    assert result["max_difference"] == 0  # the same block, the same map: HEAD's code computes what the tree's does
+    tree = BENCH.parent / "restorecli" / "archs" / "streaming.py"  # the same code loaded twice: equal outputs
+    result = run_bench(tmp_path, "bench_block_ab.py", "--base", str(tree), "--level", "latent", "--rounds", "1")
+    assert result["max_difference"] == 0
     assert [len(values) for values in result["seconds"].values()] == [1, 1]
 
 

@@ -33,6 +33,23 @@ def test_bare_pth_checkpoint_infers_architecture_and_loads_exact_weights(tmp_pat
     assert not descriptor.module.training
 
 
+@pytest.mark.parametrize("arch", ["restormer", "nafnet", "safmn", "camixersr"])
+def test_loading_sets_every_tensor_from_the_file_without_a_random_initialisation(arch: str) -> None:
+    state = {key: torch.randn_like(value) for key, value in _tiny_state(arch).items()}  # nothing at its init value
+    module, _ = loader.build_and_load(arch, "tiny", state, "test")
+    loaded = module.state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert all(p.device.type == "cpu" and p.requires_grad for p in module.parameters())  # trainable, on the CPU
+
+
+def test_a_module_with_unsaved_buffers_is_built_by_its_constructor() -> None:
+    """A non-persistent buffer is not in any file: only the constructor sets it, so it is not skipped."""
+    plain = architectures.build_on_meta("nafnet", "tiny")
+    assert not loader._holds_unsaved_tensors(plain)
+    plain.register_buffer("table", torch.zeros(3, device="meta"), persistent=False)
+    assert loader._holds_unsaved_tensors(plain)
+
+
 @pytest.mark.parametrize("wrapper", ["params_ema", "state_dict", None])
 def test_wrappers_and_module_prefix_are_unwrapped(tmp_path: Path, wrapper: str | None) -> None:
     state = {f"module.{k}": v for k, v in _tiny_state("restormer").items()}

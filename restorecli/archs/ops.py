@@ -26,9 +26,8 @@ def is_channels_last(x: Tensor) -> bool:
 Sides = tuple[int, int, int, int]
 
 
-def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int, edges: Sides | None = None, span: int = 1) -> Tensor:
-    """Output channels of parts ``index`` to ``index + span - 1`` of ``parts`` equal parts of a dense or
-    depth-wise ``conv``, as one map.
+def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int, edges: Sides | None = None) -> Tensor:
+    """Output channels of part ``index`` of ``parts`` equal parts of a dense or depth-wise ``conv``, as one map.
 
     A dense convolution (``groups=1``) reads all of ``x``; a depth-wise one (``groups`` equal to
     its channels) takes ``x`` = the matching part of its input. With ``edges`` (a 3x3 ``conv``
@@ -37,8 +36,8 @@ def conv_part(conv: nn.Conv2d, x: Tensor, index: int, parts: int, edges: Sides |
     window with neighbours all round runs unpadded and its result is a contiguous map (no crop to copy).
     """
     size = conv.out_channels // parts
-    part = slice(index * size, (index + span) * size)
-    groups = span * size if conv.groups == conv.out_channels > 1 else conv.groups
+    part = slice(index * size, (index + 1) * size)
+    groups = size if conv.groups == conv.out_channels > 1 else conv.groups
     bias = None if conv.bias is None else conv.bias[part]
     padding = 0 if edges == (0, 0, 0, 0) else conv.padding
     out = F.conv2d(x, conv.weight[part], bias, conv.stride, padding, conv.dilation, groups)

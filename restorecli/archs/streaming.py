@@ -477,17 +477,18 @@ def _restormer_block(block: TransformerBlock, x: Tensor, plan: _Plan) -> None:
     ffn = _aligned_feed_forward(block.ffn)  # once per block, not per piece
     # Pass 1: the sums over pixels the attention needs, accumulated in fp32 (also under autocast).
     grams = x.new_zeros((batch, attn.num_heads, per_head, per_head), dtype=torch.float32)
-    squares = x.new_zeros((batch, 2 * channels), dtype=torch.float32)  # q's channels, then k's
+    query_squares = x.new_zeros((batch, channels), dtype=torch.float32)
+    key_squares = torch.zeros_like(query_squares)
     for start, stop in plan.strips(height):
         for left, right in pieces:
             normed = block.norm1(plan.window(x, (start, stop), (left, right), 1)[0])
-            # q and k of the piece's own pixels as one map (a convolution each way, not two): a
-            # contiguous map unless the piece meets the image's edge.
+            # q and k of the piece's own pixels: contiguous maps unless the piece meets the image's edge.
             edges = _edges((start, stop), (left, right), 1, height, width)
-            query_key = pixels(attn.qkv_part(normed, 0, edges, span=2))
-            grams += head_grams(query_key[..., :channels], query_key[..., channels:], attn.num_heads)
-            squares += pixel_squares(query_key)
-    mixing = attn.mixing(grams, squares[:, :channels], squares[:, channels:])
+            query, key = (pixels(attn.qkv_part(normed, index, edges)) for index in range(2))
+            grams += head_grams(query, key, attn.num_heads)
+            query_squares += pixel_squares(query)
+            key_squares += pixel_squares(key)
+    mixing = attn.mixing(grams, query_squares, key_squares)
 
     # Pass 2: attention output, residual, feed-forward network and residual, piece by piece. Each 3x3
     # convolution spoils the edge rows and columns of a window inside the image, so each stage after
