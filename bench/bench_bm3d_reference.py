@@ -8,6 +8,7 @@ dependency: ``pip install bm3d`` first. About 18 s per colour and 7 s per grey i
 
     python bench/bench_bm3d_reference.py --json bench/results/bm3d-reference.json
     python bench/bench_bm3d_reference.py --sigmas 25 --modes grey --limit 4
+    python bench/bench_bm3d_reference.py --sigmas 25 --modes colour --compare restorecli-denoise  # per image
 """
 
 from __future__ import annotations
@@ -37,19 +38,34 @@ def denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(np.round(np.asarray(restored) * 255.0), 0, 255).astype(np.uint8)
 
 
-def measure(folder: Path, modes: list[str], sigmas: list[float], limit: int | None) -> list[dict[str, object]]:
+def measure(
+    folder: Path, modes: list[str], sigmas: list[float], limit: int | None, compare: str | None = None
+) -> list[dict[str, object]]:
+    """One row per mode and sigma; with ``compare`` (a zoo name or weights file) each row also lists,
+    per image, that model's PSNR beside (C)BM3D's: where a network loses to the classical method."""
+    model = None
+    if compare:
+        from restorecli import load_model, restore_image
+
+        model = load_model(compare, device="cpu")
     files = list_images(folder)[:limit]
     rows = []
     for mode in modes:
         for sigma in sigmas:
             started = time.perf_counter()
-            inputs, outputs = [], []
+            inputs, outputs, per_image = [], [], []
             for path in files:
                 clean = read_array(path)
                 clean = to_grey(clean) if mode == "grey" else clean
                 noisy = noisy_8bit(clean, sigma)
                 inputs.append(psnr(noisy, clean, data_range=255))
                 outputs.append(psnr(denoise(noisy, sigma), clean, data_range=255))
+                if model is not None:
+                    restored = psnr(restore_image(model, noisy), clean, data_range=255)
+                    per_image.append({"image": path.name, "reference": outputs[-1], "model": restored})
+                    print(
+                        f"    {path.name:14s} {outputs[-1]:6.2f} vs {compare} {restored:6.2f} ({restored - outputs[-1]:+.2f})"
+                    )
             row = {
                 "case": f"{mode} sigma {sigma:g}",
                 "method": "CBM3D" if mode == "colour" else "BM3D",
@@ -58,6 +74,8 @@ def measure(folder: Path, modes: list[str], sigmas: list[float], limit: int | No
                 "psnr": float(np.mean(outputs)),
                 "seconds": round(time.perf_counter() - started, 1),
             }
+            if per_image:
+                row["compared"] = {"model": compare, "per_image": per_image}
             print(
                 f"  {row['case']:18s} {row['method']:5s} {row['input_psnr']:6.2f} -> {row['psnr']:6.2f}  ({row['seconds']} s)"
             )
@@ -71,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="colour,grey")
     parser.add_argument("--sigmas", default="15,25,50")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--compare", default=None, help="also score this model (zoo name or file) per image")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args(argv)
     print(f"bm3d on {args.clean}, PSNR dB (input -> restored)")
-    rows = measure(args.clean, args.modes.split(","), [float(s) for s in args.sigmas.split(",")], args.limit)
+    sigmas = [float(s) for s in args.sigmas.split(",")]
+    rows = measure(args.clean, args.modes.split(","), sigmas, args.limit, args.compare)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -16,8 +16,10 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 
 from restorecli.images import write_array
+from restorecli.zoo.architectures import build_model
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -194,7 +196,9 @@ def test_bench_block_ab_runs_both_versions_of_a_block_alike(tmp_path: Path) -> N
     assert [len(values) for values in result["seconds"].values()] == [1, 1]
 
 
-def test_bm3d_reference_routes_grey_and_colour_and_rounds_to_8_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bm3d_reference_routes_grey_and_colour_and_rounds_to_8_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = []
 
     def fake(name: str):  # type: ignore[no-untyped-def]
@@ -214,6 +218,23 @@ def test_bm3d_reference_routes_grey_and_colour_and_rounds_to_8_bits(monkeypatch:
     assert np.array_equal(reference.denoise(grey, 25), grey)
     assert np.array_equal(reference.denoise(colour, 50), colour)
     assert calls == [("grey", (4, 5), 25 / 255), ("colour", (4, 5, 3), 50 / 255)]
+
+    # --compare lists a model's PSNR per image beside the reference's (here the fake returns its input).
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        write_array(folder / name, rng.integers(0, 256, (24, 20, 3), dtype=np.uint8))
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save({"params": build_model("nafnet", "tiny").state_dict()}, checkpoint)
+    rows = reference.measure(folder, ["colour", "grey"], [25.0], None, compare=str(checkpoint))
+    assert [row["case"] for row in rows] == ["colour sigma 25", "grey sigma 25"]
+    for row in rows:
+        listed = row["compared"]["per_image"]
+        assert [entry["image"] for entry in listed] == ["a.png", "b.png"]
+        assert np.mean([entry["reference"] for entry in listed]) == pytest.approx(row["psnr"])
+        assert row["psnr"] == pytest.approx(row["input_psnr"])  # the fake denoiser returned the noisy input
+        assert all(np.isfinite(entry["model"]) for entry in listed)
 
 
 def test_reproduce_scores_an_entry_with_its_protocol_beside_the_paper(
