@@ -16,17 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 # bench/ is this script's folder, first on sys.path when it runs.
-from bench_denoise_levels import noisy_8bit, to_grey
-from card_table import KODAK
+from bench_denoise_levels import noisy_pairs, rgb_psnr
+from card_table import KODAK, restorer, score_case
 
-from restorecli.images import list_images, read_array
-from restorecli.metrics.psnr_ssim import psnr
+from restorecli import load_model
+from restorecli.images import list_images
 
 
 def denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
@@ -41,46 +40,38 @@ def denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
 def measure(
     folder: Path, modes: list[str], sigmas: list[float], limit: int | None, compare: str | None = None
 ) -> list[dict[str, object]]:
-    """One row per mode and sigma; with ``compare`` (a zoo name or weights file) each row also lists,
-    per image, that model's PSNR beside (C)BM3D's: where a network loses to the classical method."""
-    model = None
-    if compare:
-        from restorecli import load_model, restore_image
-
-        model = load_model(compare, device="cpu")
+    """One row per mode and sigma; with ``compare`` (a zoo name or weights file) that model's row follows
+    each, and the images it loses or wins on are printed (where a network loses to the classical method)."""
+    model = restorer(load_model(compare, device="cpu")) if compare else None
     files = list_images(folder)[:limit]
     rows = []
     for mode in modes:
         for sigma in sigmas:
-            started = time.perf_counter()
-            inputs, outputs, per_image = [], [], []
-            for path in files:
-                clean = read_array(path)
-                clean = to_grey(clean) if mode == "grey" else clean
-                noisy = noisy_8bit(clean, sigma)
-                inputs.append(psnr(noisy, clean, data_range=255))
-                outputs.append(psnr(denoise(noisy, sigma), clean, data_range=255))
-                if model is not None:
-                    restored = psnr(restore_image(model, noisy), clean, data_range=255)
-                    per_image.append({"image": path.name, "reference": outputs[-1], "model": restored})
-                    print(
-                        f"    {path.name:14s} {outputs[-1]:6.2f} vs {compare} {restored:6.2f} ({restored - outputs[-1]:+.2f})"
-                    )
-            row = {
-                "case": f"{mode} sigma {sigma:g}",
-                "method": "CBM3D" if mode == "colour" else "BM3D",
-                "images": len(files),
-                "input_psnr": float(np.mean(inputs)),
-                "psnr": float(np.mean(outputs)),
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-            if per_image:
-                row["compared"] = {"model": compare, "per_image": per_image}
-            print(
-                f"  {row['case']:18s} {row['method']:5s} {row['input_psnr']:6.2f} -> {row['psnr']:6.2f}  ({row['seconds']} s)"
+            case = f"{mode} sigma {sigma:g}"
+            method = "CBM3D" if mode == "colour" else "BM3D"
+            reference = score_case(
+                lambda noisy, sigma=sigma: denoise(noisy, sigma),
+                noisy_pairs(files, mode, sigma),
+                rgb_psnr,
+                case,
+                method=method,
             )
-            rows.append(row)
+            rows.append(reference)
+            _print(reference)
+            if model is None:
+                continue
+            compared = score_case(model, noisy_pairs(files, mode, sigma), rgb_psnr, case, method=compare)
+            rows.append(compared)
+            for path, ours, theirs in zip(files, compared["per_image"], reference["per_image"], strict=True):  # type: ignore[call-overload]
+                print(f"    {path.name:14s} {method} {theirs:6.2f}  {compare} {ours:6.2f} ({ours - theirs:+.2f})")
+            _print(compared)
     return rows
+
+
+def _print(row: dict[str, object]) -> None:
+    print(
+        f"  {row['case']:18s} {row['method']!s:5s} {row['input_psnr']:6.2f} -> {row['psnr']:6.2f}  ({row['seconds']} s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 # bench/ is this script's folder, first on sys.path when it runs.
-from card_table import add_table_arguments, report, score_case
+from card_table import add_table_arguments, report, restorer, score_case
 
 from restorecli import load_model
 from restorecli.data.degradations import benchmark_gaussian_noise
@@ -44,21 +45,26 @@ def noisy_8bit(clean: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
 
 
+def noisy_pairs(files: list[Path], mode: str, sigma: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(clean, noisy)`` of each file: colour, or grey as Pillow's ``L``; noisy as :func:`noisy_8bit`."""
+    for path in files:
+        clean = read_array(path)
+        clean = to_grey(clean) if mode == "grey" else clean
+        yield clean, noisy_8bit(clean, sigma)
+
+
+def rgb_psnr(image: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR on every channel at 8-bit range, no border crop (the papers' denoising score)."""
+    return psnr(image, clean, data_range=255)
+
+
 def measure(model_name: str, folder: Path, sigmas: list[float], limit: int | None) -> list[dict[str, object]]:
-    model = load_model(model_name, device="cpu")
+    restore = restorer(load_model(model_name, device="cpu"))
     files = list_images(folder)[:limit]
-
-    def pairs(mode: str, sigma: float):  # type: ignore[no-untyped-def]
-        for path in files:
-            clean = read_array(path)
-            clean = to_grey(clean) if mode == "grey" else clean
-            yield clean, noisy_8bit(clean, sigma)
-
-    def rgb_psnr(image: np.ndarray, clean: np.ndarray) -> float:
-        return psnr(image, clean, data_range=255)
-
     return [
-        score_case(model, pairs(mode, sigma), rgb_psnr, f"{mode} sigma {sigma:g}", mode=mode, sigma=sigma)
+        score_case(
+            restore, noisy_pairs(files, mode, sigma), rgb_psnr, f"{mode} sigma {sigma:g}", mode=mode, sigma=sigma
+        )
         for mode in ("colour", "grey")
         for sigma in sigmas
     ]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 # bench/ is this script's folder, first on sys.path when it runs.
-from card_table import add_table_arguments, report, score_case
+from card_table import add_table_arguments, report, restorer, score_case
 
 from restorecli import load_model
 from restorecli.data.degradations import degrade_files, make_params
@@ -47,7 +47,7 @@ def y_psnr(restored: np.ndarray, clean: np.ndarray) -> float:
 
 
 def measure(model_name: str, folder: Path, limit: int | None) -> list[dict[str, object]]:
-    model = load_model(model_name, device="cpu")
+    restore = restorer(load_model(model_name, device="cpu"))
     files = list_images(folder)[:limit]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-derain-") as scratch:
@@ -59,7 +59,7 @@ def measure(model_name: str, folder: Path, limit: int | None) -> list[dict[str, 
                     "rain", path, rainy_folder / path.name, make_params("rain", settings), seed, progress=False
                 )
             pairs = ((read_array(path), read_array(rainy_folder / path.name)) for path in files)
-            rows.append(score_case(model, pairs, y_psnr, f"{label} seed {seed}", preset=label, seed=seed))
+            rows.append(score_case(restore, pairs, y_psnr, f"{label} seed {seed}", preset=label, seed=seed))
     return rows
 
 

@@ -22,10 +22,11 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 KODAK = REPOSITORY.parent / "shared" / "data" / "val" / "Kodak24"
 
 Score = Callable[[np.ndarray, np.ndarray], float]
+Restore = Callable[[np.ndarray], np.ndarray]
 
 
 def score_case(
-    model: ModelDescriptor,
+    restore: Restore,
     pairs: Iterable[tuple[np.ndarray, np.ndarray]],
     score: Score,
     case: str,
@@ -33,13 +34,15 @@ def score_case(
 ) -> dict[str, object]:
     """One table row: the mean ``score(image, clean)`` of the degraded inputs and of their restorations.
 
-    ``pairs`` yields ``(clean, degraded)`` arrays; ``labels`` are extra columns of the row.
+    ``restore`` maps a degraded image to its restoration (a model: :func:`restorer`; or a classical
+    method); ``pairs`` yields ``(clean, degraded)`` arrays; ``labels`` are extra columns of the row.
+    ``per_image`` keeps each restored score in order (for comparing two methods image by image).
     """
     inputs, outputs = [], []
     started = time.perf_counter()
     for clean, degraded in pairs:
         inputs.append(score(degraded, clean))
-        outputs.append(score(restore_image(model, degraded), clean))
+        outputs.append(score(restore(degraded), clean))
     return {
         "case": case,
         **labels,
@@ -47,7 +50,13 @@ def score_case(
         "input_psnr": float(np.mean(inputs)),
         "psnr": float(np.mean(outputs)),
         "seconds": round(time.perf_counter() - started, 1),
+        "per_image": outputs,
     }
+
+
+def restorer(model: ModelDescriptor) -> Restore:
+    """``model`` as a :data:`Restore` function (the engine's :func:`~restorecli.restore_image`)."""
+    return lambda image: restore_image(model, image)
 
 
 def add_table_arguments(parser: argparse.ArgumentParser, model: str) -> None:

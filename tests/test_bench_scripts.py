@@ -219,7 +219,7 @@ def test_bm3d_reference_routes_grey_and_colour_and_rounds_to_8_bits(
     assert np.array_equal(reference.denoise(colour, 50), colour)
     assert calls == [("grey", (4, 5), 25 / 255), ("colour", (4, 5, 3), 50 / 255)]
 
-    # --compare lists a model's PSNR per image beside the reference's (here the fake returns its input).
+    # --compare adds the model's row after each reference row, scored image by image on the same inputs.
     folder = tmp_path / "clean"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -228,13 +228,16 @@ def test_bm3d_reference_routes_grey_and_colour_and_rounds_to_8_bits(
     checkpoint = tmp_path / "tiny.pth"
     torch.save({"params": build_model("nafnet", "tiny").state_dict()}, checkpoint)
     rows = reference.measure(folder, ["colour", "grey"], [25.0], None, compare=str(checkpoint))
-    assert [row["case"] for row in rows] == ["colour sigma 25", "grey sigma 25"]
+    assert [(row["case"], row["method"]) for row in rows] == [
+        ("colour sigma 25", "CBM3D"),
+        ("colour sigma 25", str(checkpoint)),
+        ("grey sigma 25", "BM3D"),
+        ("grey sigma 25", str(checkpoint)),
+    ]
     for row in rows:
-        listed = row["compared"]["per_image"]
-        assert [entry["image"] for entry in listed] == ["a.png", "b.png"]
-        assert np.mean([entry["reference"] for entry in listed]) == pytest.approx(row["psnr"])
-        assert row["psnr"] == pytest.approx(row["input_psnr"])  # the fake denoiser returned the noisy input
-        assert all(np.isfinite(entry["model"]) for entry in listed)
+        assert len(row["per_image"]) == 2 and np.mean(row["per_image"]) == pytest.approx(row["psnr"])
+    for bm3d_row in rows[::2]:
+        assert bm3d_row["psnr"] == pytest.approx(bm3d_row["input_psnr"])  # the fake denoiser returned the noisy input
 
 
 def test_reproduce_scores_an_entry_with_its_protocol_beside_the_paper(
