@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,35 @@ def test_loading_sets_every_tensor_from_the_file_without_a_random_initialisation
     loaded = module.state_dict()
     assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
     assert all(p.device.type == "cpu" and p.requires_grad for p in module.parameters())  # trainable, on the CPU
+
+
+def test_loaded_tensors_are_copies_in_the_networks_dtype() -> None:
+    """A half-precision file loads into the fp32 network, and no parameter shares memory with the file's
+    tensors (a memory-mapped checkpoint rewritten on disk must not change a loaded model)."""
+    state = {key: value.half() for key, value in _tiny_state().items()}
+    module, _ = loader.build_and_load("nafnet", "tiny", state, "test")
+    for key, value in module.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, state[key].float())
+        assert value.untyped_storage().data_ptr() != state[key].untyped_storage().data_ptr()
+    full = _tiny_state()
+    module, _ = loader.build_and_load("nafnet", "tiny", full, "test")
+    first = next(iter(full))
+    full[first].add_(1.0)  # the caller's tensor changes; the model's copy does not
+    assert not torch.equal(module.state_dict()[first], full[first])
+
+
+def test_loading_a_checkpoint_does_not_import_sympy(tmp_path: Path) -> None:
+    """A fresh ``restore`` process pays for what it imports: allocating from meta tensors (``to_empty``)
+    imports PyTorch's symbolic shapes and sympy (0.34 s of a 0.60 s load on the 2-core machine)."""
+    path = tmp_path / "model.pth"
+    torch.save({"params": _tiny_state("restormer")}, path)
+    script = (
+        "import sys; from restorecli.zoo import loader; "
+        f"loader.load_descriptor({str(path)!r}); "
+        "print(sorted(m for m in ('torch.fx.experimental.symbolic_shapes', 'sympy') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_a_module_with_unsaved_buffers_is_built_by_its_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
