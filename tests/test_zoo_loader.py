@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,24 +75,39 @@ def test_loading_a_checkpoint_does_not_import_sympy(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_a_module_with_unsaved_buffers_is_built_by_its_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A non-persistent buffer is in no file: only the constructor sets it, so the constructor runs."""
+def _with_table(module: torch.nn.Module) -> None:
+    module.register_buffer("table", torch.arange(3.0, device=next(module.parameters()).device), persistent=False)
 
-    def with_table(build):  # type: ignore[no-untyped-def]
+
+def _with_twin(module: torch.nn.Module) -> None:
+    module.twin = copy.deepcopy(module.intro)
+    module.twin.weight = module.intro.weight
+
+
+@pytest.mark.parametrize("alter", [_with_table, _with_twin], ids=["unsaved buffer", "tied weights"])
+def test_a_module_only_its_constructor_sets_up_is_built_by_it(
+    monkeypatch: pytest.MonkeyPatch, alter: Callable[[torch.nn.Module], None]
+) -> None:
+    """A non-persistent buffer is in no file, and assigning the file's tensors name by name would untie
+    tied weights: for such a module the constructor runs and the file is copied in."""
+
+    def altered(build):  # type: ignore[no-untyped-def]
         def built(*args, **kwargs):  # type: ignore[no-untyped-def]
             module = build(*args, **kwargs)
-            table = torch.arange(3.0, device=next(module.parameters()).device)
-            module.register_buffer("table", table, persistent=False)
+            alter(module)
             return module
 
         return built
 
-    assert not loader._holds_unsaved_tensors(architectures.build_on_meta("nafnet", "tiny"))
-    monkeypatch.setattr(loader, "build_skeleton", with_table(loader.build_skeleton))
-    monkeypatch.setattr(architectures, "build_model", with_table(architectures.build_model))
+    assert not loader._needs_its_constructor(architectures.build_on_meta("nafnet", "tiny"))
+    monkeypatch.setattr(loader, "build_skeleton", altered(loader.build_skeleton))
+    monkeypatch.setattr(architectures, "build_model", altered(architectures.build_model))
     state = _tiny_state()
     module, _ = loader.build_and_load("nafnet", "tiny", state, "test")
-    assert torch.equal(module.table, torch.arange(3.0))  # the constructor's value, not uninitialised memory
+    if alter is _with_table:
+        assert torch.equal(module.table, torch.arange(3.0))  # the constructor's value, not uninitialised memory
+    else:
+        assert module.twin.weight is module.intro.weight
     assert all(torch.equal(module.state_dict()[k], v) for k, v in state.items())
 
 

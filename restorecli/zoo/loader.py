@@ -92,7 +92,7 @@ def build_and_load(
         raise CheckpointError(
             f"Expected the weights to fit {arch} {kwargs}, but {report} ({source}){_guess_entry(state)}"
         )
-    if allow_missing or _holds_unsaved_tensors(skeleton):
+    if allow_missing or _needs_its_constructor(skeleton):
         module = architectures.build_model(arch, kwargs)  # what the file lacks keeps its initialisation
         module.load_state_dict(state, strict=not allow_missing)
         return module.eval(), kwargs
@@ -109,11 +109,14 @@ def build_and_load(
     return skeleton.eval(), kwargs
 
 
-def _holds_unsaved_tensors(module: torch.nn.Module) -> bool:
-    """Whether ``module`` has tensors its state dict leaves out (non-persistent buffers), which only its
-    constructor can set."""
+def _needs_its_constructor(module: torch.nn.Module) -> bool:
+    """Whether only ``module``'s constructor can set it up: it has tensors its state dict leaves out
+    (non-persistent buffers), or one tensor under two names (tied weights, which assigning the file's
+    tensors one name at a time would untie)."""
     saved = module.state_dict(keep_vars=True)
-    return any(name not in saved for name, _ in module.named_buffers())
+    named = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+    unsaved = any(name not in saved for name, _ in module.named_buffers())
+    return unsaved or len({id(tensor) for _, tensor in named}) < len(named)
 
 
 def describe(
