@@ -204,6 +204,11 @@ def list_folder(
     return FolderListing(natsorted(files, key=below), natsorted(unsearched, key=below))
 
 
+# Formats whose OpenCV decoder turns the pixels upright itself, even under IMREAD_UNCHANGED (libtiff's
+# RGBA reader follows the Orientation tag): rotating them again would undo it.
+_DECODER_ORIENTS = frozenset({"TIFF"})
+
+
 def _apply_exif_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip pixels so they display upright; mirrors PIL.ImageOps.exif_transpose."""
     if orientation == 2:
@@ -467,7 +472,8 @@ def read_array(path: Path, *, max_pixels: int | None = None) -> np.ndarray:
             array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
         else:
             raise ImageReadError(f"Expected 1, 3 or 4 channels, but got {array.shape[2]} ({display_path(path)})")
-    array = _apply_exif_orientation(array, header.orientation)
+    if header.format not in _DECODER_ORIENTS:
+        array = _apply_exif_orientation(array, header.orientation)
     return np.ascontiguousarray(array)
 
 

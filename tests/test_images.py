@@ -52,7 +52,7 @@ def test_grey_and_alpha_round_trip(tmp_path: Path, pixels: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-@pytest.mark.parametrize("suffix", [".png", ".webp"])  # PNG: eXIf chunk; WebP: RIFF EXIF chunk
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".tif"])  # PNG: eXIf chunk; WebP: RIFF EXIF chunk; TIFF: its tag
 def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int, suffix: str) -> None:
     pixels = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
@@ -63,6 +63,23 @@ def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int, suffi
     with Image.open(path) as reference:
         expected = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
     np.testing.assert_array_equal(read_array(path), expected)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 5, 6, 7, 8])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_grey_tiff_orientation_is_applied_once(tmp_path: Path, orientation: int, dtype: type) -> None:
+    """OpenCV's TIFF decoder already follows the Orientation tag; a second rotation would undo it. The
+    stored pixels turned upright by hand are the reference (Pillow's ``exif_transpose`` leaves grey
+    TIFFs as stored)."""
+    stored = np.random.default_rng(orientation).integers(0, np.iinfo(dtype).max, (6, 10), dtype=dtype)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "scan.tif"
+    image.save(path, exif=exif)
+    upright = {2: stored[:, ::-1], 3: stored[::-1, ::-1], 5: stored.T, 6: np.rot90(stored, -1)}
+    upright |= {7: np.rot90(stored, 2).T, 8: np.rot90(stored, 1)}
+    np.testing.assert_array_equal(read_array(path), upright[orientation])
 
 
 def test_corrupt_and_missing_files_name_the_file(tmp_path: Path) -> None:
