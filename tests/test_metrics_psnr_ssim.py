@@ -11,6 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from restorecli.errors import MetricError
 from restorecli.metrics import psnr, rgb_to_y, ssim, ssim3d
+from restorecli.metrics.psnr_ssim import skimage_ssim_of_prepared
 
 C1_8BIT = (0.01 * 255) ** 2
 C2_8BIT = (0.03 * 255) ** 2
@@ -190,6 +191,7 @@ def test_float_inputs_are_left_untouched() -> None:
         (lambda: psnr(np.zeros((12, 12)), np.zeros((12, 13)), data_range=255), "same shape"),
         (lambda: ssim(np.zeros((10, 30)), np.zeros((10, 30)), data_range=255), "at least 11x11"),
         (lambda: ssim(np.zeros((20, 20)), np.zeros((20, 20)), data_range=255, crop_border=5), "at least 11x11"),
+        (lambda: skimage_ssim_of_prepared(np.zeros((6, 30)), np.zeros((6, 30)), data_range=255), "at least 7x7"),
         (lambda: psnr(np.zeros((12, 12)), np.zeros((12, 12)), data_range=255, crop_border=6), "crop border"),
         (lambda: psnr(np.zeros((12, 12)), np.zeros((12, 12)), data_range=0), "positive data range"),
         (lambda: rgb_to_y(np.zeros((4, 4, 3)), data_range=1.0, round_y=True), "integer data range"),

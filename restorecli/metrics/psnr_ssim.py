@@ -34,6 +34,8 @@ from restorecli.errors import MetricError
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
+# scikit-image's structural_similarity: a 7x7 uniform window (its default win_size).
+SKIMAGE_SSIM_WINDOW = 7
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 _VALID_MARGIN = SSIM_WINDOW // 2
@@ -269,6 +271,12 @@ def skimage_ssim_of_prepared(first: np.ndarray, second: np.ndarray, data_range: 
     """
     from skimage.metrics import structural_similarity  # only this metric needs scikit-image's filters
 
+    height, width = first.shape[:2]
+    if min(height, width) < SKIMAGE_SSIM_WINDOW:  # scikit-image raises a ValueError that names no file
+        raise MetricError(
+            f"Expected images of at least {SKIMAGE_SSIM_WINDOW}x{SKIMAGE_SSIM_WINDOW} pixels for scikit-image's "
+            f"SSIM (after cropping), but got {height}x{width}"
+        )
     axis = -1 if first.ndim == 3 else None
     return float(structural_similarity(first, second, data_range=data_range, channel_axis=axis))
 
