@@ -108,10 +108,23 @@ def test_bad_files_are_reported_and_the_exit_code_is_nonzero(tmp_path: Path) -> 
 
 def test_refuses_to_overwrite_inputs(tmp_path: Path) -> None:
     images = make_inputs(tmp_path / "in")
-    result = invoke("blur", tmp_path / "in", tmp_path / "in")
+    result = invoke("blur", tmp_path / "in/a.png", tmp_path / "in/a.png")
     assert result.exit_code == 1  # type: ignore[attr-defined]
     assert result.stderr.startswith("Error: Expected an output path other than an input")  # type: ignore[attr-defined]
     np.testing.assert_array_equal(read_array(tmp_path / "in/a.png"), images["a.png"])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])  # a JPEG's degraded copy would be a new .png beside it
+def test_refuses_the_input_folder_as_output_folder(tmp_path: Path, suffix: str) -> None:
+    for name, pixels in make_inputs(tmp_path / "in").items():
+        if suffix != ".png" and pixels.dtype == np.uint8:
+            (tmp_path / "in" / name).unlink()
+            write_array((tmp_path / "in" / name).with_suffix(suffix), pixels)
+    before = sorted(p.name for p in (tmp_path / "in").iterdir())
+    result = invoke("noise", tmp_path / "in", tmp_path / "in")
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert result.stderr.startswith("Error: Expected an output folder other than the input folder")  # type: ignore[attr-defined]
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == before
 
 
 @pytest.mark.parametrize(
