@@ -273,3 +273,27 @@ def test_write_faults_and_a_bomb_without_limit_under_resource_limits(model: Path
     bad = ["large.png", "bomb.png"]
     assert_clean(done.stderr, done.returncode, bad=bad, out=out, outputs=small, before=before, root=tmp_path)
     assert sorted(p.name for p in out.iterdir()) == small
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "{folder}", "--model", "{model}"],
+        ["export", "{file}/m.onnx", "--model", "{model}"],
+        ["crop-patches", "{data}", "{file}/patches", "--size", "16"],
+        ["split", "{data}", "--materialize", "{file}/laid-out"],
+    ],
+    ids=["export to a folder", "export under a file", "crop-patches under a file", "split --materialize under a file"],
+)
+def test_unwritable_output_paths_get_one_line_before_any_work(tmp_path: Path, model: Path, args: list[str]) -> None:
+    data = tmp_path / "data"
+    for index in range(4):
+        write_array(data / f"im{index}.png", np.full((40, 40, 3), 30 * index, np.uint8))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("not a folder")
+    before = snapshot(tmp_path)
+    paths = {"folder": tmp_path / "folder", "file": tmp_path / "file", "data": data, "model": model}
+    result = runner.invoke(app, [arg.format(**paths) for arg in args])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("Error: Expected a f") and len(result.stderr.splitlines()) == 1, result.stderr
+    assert snapshot(tmp_path) == before  # nothing written: no lists, no patches, no graph

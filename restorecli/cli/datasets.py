@@ -72,7 +72,10 @@ def split(
 ) -> None:
     """Write reproducible train/val/test id lists; ids keep their split when files are added."""
     from restorecli.data import SplitRatios, materialize_split, parse_name_patterns, split_dataset
+    from restorecli.images import check_output_folder
 
+    if materialize:
+        check_output_folder(materialize, "--materialize")  # before the lists are written
     ratios = SplitRatios.from_options(train, val, test)
     result = split_dataset(
         dataset,
@@ -155,7 +158,9 @@ def crop_patches(
     apply_input_policy(max_pixels, follow_symlinks)
     from restorecli.data import CropOptions, parse_name_patterns
     from restorecli.data import crop_patches as run_crop
+    from restorecli.images import check_output_folder
 
+    check_output_folder(output_dir, "OUTPUT_DIR")
     options = CropOptions(
         size=size,
         step=step,

@@ -36,8 +36,10 @@ def export(
     The graph takes (N, C, H, W) floats in [0, 1] with H and W multiples of the padding multiple it prints (padding is left to the caller). Run it with `restore denoise --model OUT.onnx` (or derain, deblur). Needs `pip install "restorecli\\[onnx]"`.
     """
     from restorecli.export.onnx_graph import export_onnx, parse_size
+    from restorecli.images import check_output_file
     from restorecli.zoo.loader import load_descriptor
 
+    check_output_file(output, "OUT.onnx")  # before the export and its checks, which take seconds
     fixed = parse_size(size) if size is not None else None
     descriptor = load_descriptor(model, weights=weights, variant=tlc_variant(tlc))
     result = export_onnx(descriptor, output, opset=opset, fp16=fp16, size=fixed, tolerance=tolerance)
