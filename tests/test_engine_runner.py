@@ -285,10 +285,15 @@ def test_simulated_cuda_out_of_memory_falls_back_to_cpu_when_placed_by_auto(
 @pytest.mark.filterwarnings("ignore:User provided device_type of 'cuda'")
 def test_fp16_fallback_to_cpu_switches_to_fp32(simulated_cuda: None, caplog: pytest.LogCaptureFixture) -> None:
     descriptor = describe(Recorder(conv_net(), fails_on="cuda", limit=0, where="cuda"), device="cuda")
+    options = RunOptions(precision="fp16", fallback=True)
     with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
-        result = restore_tensor(descriptor, torch.rand(1, 3, 32, 32), RunOptions(precision="fp16", fallback=True))
-    assert result.dtype == torch.float32
+        result = restore_tensor(descriptor, torch.rand(1, 3, 32, 32), options)
+        again = restore_tensor(descriptor, torch.rand(1, 3, 32, 32), options)  # the next file of a batch
+    assert result.dtype == again.dtype == torch.float32 and descriptor.device.type == "cpu"
+    assert len(caplog.records) == 1  # said once, at the move
     assert caplog.records[0].getMessage().endswith("continuing on cpu in fp32 (cpu has no fp16)")
+    with pytest.raises(ConfigError, match="precision cpu supports"):  # asked for on the CPU itself: refused
+        restore_tensor(describe(conv_net()), torch.rand(1, 3, 32, 32), RunOptions(precision="fp16"))
 
 
 @pytest.mark.parametrize(
@@ -311,9 +316,17 @@ def test_an_explicit_device_or_no_fallback_raises_a_device_error(
     assert str(error.value).endswith(f"ran out of memory even with the probe; {reason}")
 
 
-def test_cpu_out_of_memory_with_nowhere_to_go_is_a_device_error() -> None:
+@pytest.mark.parametrize(
+    "message",
+    [
+        "DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes",  # Linux, macOS
+        "[enforce fail at alloc_cpu.cpp:116] data. DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes.",
+    ],
+    ids=["posix", "windows"],
+)
+def test_cpu_out_of_memory_with_nowhere_to_go_is_a_device_error(message: str) -> None:
     def error() -> Exception:
-        return RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+        return RuntimeError(message)
 
     model = Recorder(conv_net(), fails_on="cpu", limit=100, error=error)
     with pytest.raises(DeviceError, match="but cpu ran out of memory even with 16-pixel tiles$"):

@@ -32,7 +32,8 @@ PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 _MPS_UNSUPPORTED = "not currently implemented for the MPS device"
-_OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory")
+# CUDA/MPS ("out of memory"), the CPU allocator on Linux/macOS ("can't allocate memory") and on Windows.
+_OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory")
 
 
 def cuda_available() -> bool:

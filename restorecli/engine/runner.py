@@ -478,6 +478,8 @@ def restore_tensor(descriptor: ModelDescriptor, x: Tensor, options: RunOptions |
             f"Expected a float tensor (N, {descriptor.in_channels}, H, W) for {descriptor.name}, "
             f"but got {x.dtype} {tuple(x.shape)}"
         )
+    if descriptor.fell_back and options.precision not in supported_precisions(descriptor.device):
+        options = replace(options, precision="fp32")  # as at the move, which said so
     check_options(descriptor, options)
     if options.channels_last is None:
         options = replace(options, channels_last=descriptor.channels_last)
@@ -515,6 +517,7 @@ def _move(descriptor: ModelDescriptor, device: torch.device) -> None:
     """Move the model to ``device`` after a failure, releasing what it cached where it was."""
     _release_cached_memory(descriptor.device)
     descriptor.module.to(device)
+    descriptor.fell_back = True
 
 
 def restore_array(descriptor: ModelDescriptor, array: np.ndarray, options: RunOptions | None = None) -> np.ndarray:

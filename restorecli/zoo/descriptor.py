@@ -38,6 +38,8 @@ class ModelDescriptor:
         extra: free-form facts for display (licence, paper score, model card).
         auto_device: the device was chosen by ``auto`` (``load_model``), so the engine may move the
             module to the next device when this one fails (announced); a named device never changes.
+        fell_back: the engine has moved the module after a failure; a precision its new device lacks
+            then runs as fp32 on every later call (announced once, at the move).
     """
 
     module: nn.Module
@@ -56,6 +58,7 @@ class ModelDescriptor:
     bytes_per_pixel: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     auto_device: bool = False
+    fell_back: bool = False
 
     @property
     def device(self) -> torch.device:
