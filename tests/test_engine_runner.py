@@ -350,6 +350,42 @@ def test_simulated_mps_missing_operator_falls_back_to_cpu(
     ]
 
 
+def _streams_through(monkeypatch: pytest.MonkeyPatch, model: Recorder) -> None:
+    """Let ``model`` take the streamed path, its streamed forward being its whole forward."""
+    monkeypatch.setattr(runner, "_streaming", lambda descriptor, shape, options: runner._Streaming(8, 1))
+    monkeypatch.setattr(runner, "streamed_forward", lambda module, x, *args, **kwargs: module(x))
+
+
+def test_a_missing_operator_while_streaming_falls_back_to_cpu(
+    simulated_mps: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = "The operator 'aten::foo' is not currently implemented for the MPS device."
+    model = Recorder(conv_net(), fails_on="mps", error=lambda: NotImplementedError(message), where="mps")
+    _streams_through(monkeypatch, model)
+    descriptor = describe(model, device="mps", auto_device=True)
+    x = torch.rand(1, 3, 40, 48)
+    with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
+        result = restore_tensor(descriptor, x)
+    torch.testing.assert_close(result, official(describe(model.inner), x), rtol=0, atol=1e-6)
+    assert descriptor.device == torch.device("cpu")
+    assert [r.getMessage() for r in caplog.records] == [f"mps lacks an operator the model needs ({message}); continuing on cpu"]
+
+
+def test_out_of_memory_in_the_streaming_probe_leads_to_tiles(
+    simulated_cuda: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = Recorder(conv_net(), where="cuda")
+
+    def probe_fails(descriptor: object, shape: object, options: object) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(runner, "_streaming", probe_fails)
+    x = torch.rand(1, 3, 40, 48)
+    result = restore_tensor(describe(model, device="cuda"), x)
+    torch.testing.assert_close(result, official(describe(model.inner), x), rtol=0, atol=1e-6)
+    assert model.shapes  # the tiled path ran the model
+
+
 def test_other_errors_are_not_swallowed() -> None:
     model = Recorder(conv_net(), fails_on="cpu", error=lambda: RuntimeError("boom"))
     with pytest.raises(RuntimeError, match="boom"):

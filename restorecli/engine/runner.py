@@ -407,13 +407,16 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
     """
     device = descriptor.device
     height, width = padded.shape[-2:]
-    streaming = _streaming(descriptor, padded.shape, options)
-    if streaming is not None:
-        try:
+    try:
+        streaming = _streaming(descriptor, padded.shape, options)  # its memory probe runs the model too
+        if streaming is not None:
             return _run_streamed(descriptor, padded, streaming, options)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
+    except Exception as exc:
+        _raise_unless_out_of_memory(exc, device)
+        streamed = False
+    else:
+        streamed = streaming is not None
+    if streamed is False:
         _release_cached_memory(device)  # out of memory even streaming: tiles follow, announced
     first: _Tiling | None = None
     tiling: _Tiling | None = None
@@ -423,11 +426,7 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
                 tiling = first = _choose_tiling(descriptor, padded.shape, options)
             result = _run(descriptor, padded, tiling, options)
         except Exception as exc:
-            if is_unsupported_operator(exc) and device.type != "cpu":
-                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise _DeviceFailed(f"{device} lacks an operator the model needs ({detail})") from exc
-            if not is_out_of_memory(exc):
-                raise
+            _raise_unless_out_of_memory(exc, device)
         else:
             if tiling != first and first is not None:
                 logger.warning(
@@ -444,6 +443,16 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
             last = "the probe" if tiling is None else tiling.describe(height, width)
             raise _DeviceFailed(f"{device} ran out of memory even with {last}")
         tiling = smaller
+
+
+def _raise_unless_out_of_memory(exc: Exception, device: torch.device) -> None:
+    """Let an out-of-memory error through (the caller retries with less); a missing operator on an
+    accelerator becomes :class:`_DeviceFailed` (the next device may have it); anything else re-raises."""
+    if is_unsupported_operator(exc) and device.type != "cpu":
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _DeviceFailed(f"{device} lacks an operator the model needs ({detail})") from exc
+    if not is_out_of_memory(exc):
+        raise exc
 
 
 def check_options(descriptor: ModelDescriptor, options: RunOptions) -> None:
