@@ -368,7 +368,9 @@ def test_a_missing_operator_while_streaming_falls_back_to_cpu(
         result = restore_tensor(descriptor, x)
     torch.testing.assert_close(result, official(describe(model.inner), x), rtol=0, atol=1e-6)
     assert descriptor.device == torch.device("cpu")
-    assert [r.getMessage() for r in caplog.records] == [f"mps lacks an operator the model needs ({message}); continuing on cpu"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"mps lacks an operator the model needs ({message}); continuing on cpu"
+    ]
 
 
 def test_out_of_memory_in_the_streaming_probe_leads_to_tiles(

@@ -412,7 +412,8 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
         if streaming is not None:
             return _run_streamed(descriptor, padded, streaming, options)
     except Exception as exc:
-        _raise_unless_out_of_memory(exc, device)
+        if not _out_of_memory_on(device, exc):
+            raise
         streamed = False
     else:
         streamed = streaming is not None
@@ -426,7 +427,8 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
                 tiling = first = _choose_tiling(descriptor, padded.shape, options)
             result = _run(descriptor, padded, tiling, options)
         except Exception as exc:
-            _raise_unless_out_of_memory(exc, device)
+            if not _out_of_memory_on(device, exc):
+                raise
         else:
             if tiling != first and first is not None:
                 logger.warning(
@@ -445,14 +447,17 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
         tiling = smaller
 
 
-def _raise_unless_out_of_memory(exc: Exception, device: torch.device) -> None:
-    """Let an out-of-memory error through (the caller retries with less); a missing operator on an
-    accelerator becomes :class:`_DeviceFailed` (the next device may have it); anything else re-raises."""
+def _out_of_memory_on(device: torch.device, exc: Exception) -> bool:
+    """Whether ``exc`` is an out-of-memory error (the caller retries with less; other errors it
+    re-raises).
+
+    Raises:
+        _DeviceFailed: ``exc`` is an operator an accelerator lacks (the next device may have it).
+    """
     if is_unsupported_operator(exc) and device.type != "cpu":
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _DeviceFailed(f"{device} lacks an operator the model needs ({detail})") from exc
-    if not is_out_of_memory(exc):
-        raise exc
+    return is_out_of_memory(exc)
 
 
 def check_options(descriptor: ModelDescriptor, options: RunOptions) -> None:
