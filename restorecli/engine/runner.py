@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -66,6 +65,7 @@ from restorecli.engine.device import (
     precision_dtype,
     supported_precisions,
 )
+from restorecli.engine.host_memory import cpu_available_memory
 from restorecli.engine.options import RunOptions
 from restorecli.engine.padding import crop, pad_to, padded_size, round_up
 from restorecli.engine.tiling import Tile, merge_tiles, minimum_tile, plan_tiles, validate_tile
@@ -80,7 +80,6 @@ logger = logging.getLogger("restorecli.engine")
 MAX_AUTO_TILE_BATCH = {"cpu": 1, "cuda": 8, "mps": 8}
 # Share of the device's free memory one batch of tiles may use; the CPU also holds the images.
 _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.8, "mps": 0.8}
-_UNKNOWN_CPU_MEMORY = 4 << 30
 # How a model streams on the CPU (restorecli.archs.streaming): the temporaries of one piece of a strip
 # should stay in the caches, and the halo pixels recomputed around it should stay few. Pieces of about
 # 64 x 128 pixels do both (bench/bench_streaming.py --modes strip-48x8,strip-64x8); fewer rows when the
@@ -119,8 +118,8 @@ def available_memory(device: torch.device) -> int:
     """Bytes the runner may use on ``device`` now: a fraction of its free memory.
 
     CUDA counts free device memory plus PyTorch's cached-but-unused blocks; MPS the recommended
-    working set minus what the driver holds; the CPU the kernel's ``MemAvailable`` (4 GiB assumed
-    where that cannot be read).
+    working set minus what the driver holds; the CPU the kernel's ``MemAvailable`` capped by the
+    process's memory cgroup (:func:`~restorecli.engine.host_memory.cpu_available_memory`).
     """
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -130,17 +129,6 @@ def available_memory(device: torch.device) -> int:
     else:
         free = cpu_available_memory()
     return int(free * _MEMORY_FRACTION.get(device.type, _MEMORY_FRACTION["cpu"]))
-
-
-def cpu_available_memory() -> int:
-    """``MemAvailable`` from /proc/meminfo, else free physical pages, else a conservative guess."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", encoding="ascii") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return _UNKNOWN_CPU_MEMORY
 
 
 def estimate_bytes_per_pixel(descriptor: ModelDescriptor) -> float:

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from restorecli.engine.device import is_out_of_memory, may_fall_back, precision_dtype, resolve_device
+from restorecli.engine.host_memory import cpu_available_memory
 from restorecli.engine.options import RunOptions
 from restorecli.engine.padding import round_up
-from restorecli.engine.runner import available_memory, cpu_available_memory, estimate_bytes_per_pixel
+from restorecli.engine.runner import available_memory, estimate_bytes_per_pixel
 from restorecli.engine.tiling import plan_tiles, validate_tile
 from restorecli.errors import ConfigError, DeviceError
 from restorecli.profiling.counting import (
