@@ -609,3 +609,18 @@ def test_the_descriptor_device_is_read_from_the_parameters() -> None:
     descriptor.module.to("meta")
     assert descriptor.device == torch.device("meta")  # no bookkeeping to forget
     assert describe(Invert()).device == torch.device("cpu")  # no tensors at all: the CPU
+
+
+@pytest.mark.parametrize(("tile", "passes"), [(100, [(1, 3, 104, 104)]), (120, [(1, 3, 104, 104)]), (96, None)])
+def test_a_tile_covering_the_image_but_its_padding_runs_it_whole(
+    tile: int, passes: list[tuple[int, ...]] | None
+) -> None:
+    """100x100 pads to 104x104 (multiple 8): a tile of 100 covers the image and runs it whole, as a larger
+    one does; 96 is a padding multiple short of the padded side and tiles."""
+    model = Recorder(conv_net())
+    restore_tensor(describe(model, multiple=8), torch.rand(1, 3, 100, 100), RunOptions(tile=tile, overlap=16))
+    forwards = [shape for shape in model.shapes if shape[-1] > 32]  # leave out the memory probe
+    if passes is not None:
+        assert forwards == passes
+    else:
+        assert len(forwards) > 1 and all(shape[-1] <= 96 for shape in forwards)

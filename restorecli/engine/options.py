@@ -46,7 +46,8 @@ class RunOptions:
 
     Attributes:
         tile: tile side in pixels (rounded down to the padding multiple), or None to tile only when
-            the image would not fit in the memory available.
+            the image would not fit in the memory available. A tile that covers the image but for its
+            padding (less than one padding multiple short of the padded sides) runs it whole.
         overlap: pixels shared by neighbouring tiles.
         tile_batch: tiles per forward pass, or None for as many as fit (at most 8 on an accelerator,
             1 on the CPU).

@@ -203,6 +203,8 @@ def _choose_tiling(descriptor: ModelDescriptor, padded_shape: Sequence[int], opt
     height, width = padded_shape[-2:]
     multiple, overlap = descriptor.pad_multiple, options.overlap
     tile, tile_batch = options.tile, options.tile_batch
+    if tile is not None and tile + multiple > max(height, width):
+        tile = max(height, width)  # --tile 100 on a 100x100 image padded to 104: one whole pass, not four tiles
     if tile is not None and tile_batch is not None:
         return _Tiling(tile, tile_batch)
     budget = memory_budget(descriptor, options)
