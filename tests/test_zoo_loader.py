@@ -217,8 +217,9 @@ def test_tlc_switches_nafnet_to_its_local_variant(tmp_path: Path) -> None:
     torch.save(_tiny_state(), path)
     assert loader.load_descriptor(path, variant="tlc").arch == "nafnet-local"
     assert loader.load_descriptor(path, variant="plain").arch == loader.load_descriptor(path).arch == "nafnet"
-    with pytest.raises(ConfigError, match="Expected a variant among plain, tlc for nafnet, but got 'fast'"):
+    with pytest.raises(ConfigError, match="Expected a variant among plain, tlc for nafnet, but got 'fast'") as error:
         loader.load_descriptor(path, variant="fast")
+    assert str(error.value).endswith("tiny.pth)")  # names the file
 
 
 def test_missing_bundled_weights_say_where_to_put_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

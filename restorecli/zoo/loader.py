@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from restorecli.engine.padding import PadMode
-from restorecli.errors import CheckpointError, ConfigError, UnknownModelError, WeightsNotFoundError
+from restorecli.errors import CheckpointError, ConfigError, UnknownModelError, WeightsNotFoundError, display_path
 from restorecli.zoo import architectures, download, pretrained
 from restorecli.zoo.card import read_card
 from restorecli.zoo.checkpoint import build_skeleton, read_state_dict
@@ -246,7 +246,10 @@ def _load_checkpoint(
     if variant is None and entry is not None:
         variant = entry.variant
     if variant is not None:
-        arch = architectures.arch_variant(arch, variant)
+        try:
+            arch = architectures.arch_variant(arch, variant)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} ({display_path(path)})") from None
     module, kwargs = build_and_load(arch, config, state, str(path))
     pad_mode = card.pad_mode if card is not None else None
     return describe(module, name, arch, kwargs, task, extra, pad_mode)
