@@ -253,3 +253,25 @@ def test_materialize_links_files_and_never_touches_sources(tmp_path: Path) -> No
     conflict.write_bytes(b"different")
     with pytest.raises(DatasetError, match="absent or identical"):
         materialize_split(result.index, result.lists, tmp_path / "out")
+
+
+def test_composed_and_decomposed_names_split_alike_and_unicode_is_hashed_as_utf8() -> None:
+    composed, decomposed = "caf\u00e9_3", "cafe\u0301_3"  # what Linux and macOS store for one name
+    assert hash_fraction(composed, 5) == hash_fraction(decomposed, 5)
+    expected = int(hashlib.sha256("5:caf\u00e9_3".encode()).hexdigest()[:16], 16) / 2**64
+    assert hash_fraction(decomposed, 5) == expected  # the composed form's UTF-8: lists made before still hold
+
+
+def test_a_name_that_is_not_utf8_is_split_listed_and_read_back(tmp_path: Path) -> None:
+    odd = os.fsdecode(b"b\xff")  # a Latin-1 name on a UTF-8 system: a lone surrogate in Python
+    root = tmp_path / "data"
+    root.mkdir()
+    for item_id in ("a", odd, "c"):
+        (root / f"{item_id}.png").write_bytes(PNG)
+    result = split_dataset(root, SplitRatios(train=0.5, val=0.0, test=0.5), seed=1)
+    listed = [item_id for ids in result.lists.values() for item_id in ids]
+    assert sorted(listed) == sorted(["a", odd, "c"])
+    folder = result.directory
+    again = [item_id for split in ("train", "test") for item_id in read_id_list(folder / f"{split}.txt")]
+    assert sorted(again) == sorted(listed)
+    assert os.fsencode(odd) + b"\n" in b"".join(path.read_bytes() for path in folder.glob("*.txt"))

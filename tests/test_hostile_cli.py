@@ -297,3 +297,21 @@ def test_unwritable_output_paths_get_one_line_before_any_work(tmp_path: Path, mo
     assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith("Error: Expected a f") and len(result.stderr.splitlines()) == 1, result.stderr
     assert snapshot(tmp_path) == before  # nothing written: no lists, no patches, no graph
+
+
+def test_a_file_name_that_is_not_utf8_is_processed_like_any_other(tmp_path: Path) -> None:
+    """degrade seeds by the name's bytes and crop-patches lists it in its manifest: neither stops there."""
+    from restorecli.data.patches import read_manifest
+
+    folder = tmp_path / "in"
+    odd = os.fsdecode(b"b\xff")
+    for stem in ("a", odd, "c"):
+        write_array(folder / f"{stem}.png", np.random.default_rng(len(stem)).integers(0, 256, (40, 40, 3), np.uint8))
+    degraded = runner.invoke(app, ["degrade", "noise", str(folder), str(tmp_path / "noisy"), "--sigma", "10"])
+    assert degraded.exit_code == 0, degraded.stderr
+    assert sorted(p.stem for p in (tmp_path / "noisy").iterdir()) == sorted(["a", odd, "c"])
+    cropped = runner.invoke(app, ["crop-patches", str(folder), str(tmp_path / "patches"), "--size", "32", "-q"])
+    assert cropped.exit_code == 0, cropped.stderr
+    rows = read_manifest(tmp_path / "patches/patches.csv")
+    assert {row["source"] for row in rows} == {"a.png", f"{odd}.png", "c.png"}
+    assert all((tmp_path / "patches" / str(row["patch"])).is_file() for row in rows)

@@ -10,6 +10,7 @@ NUAA-SIRST stores ``images/Misc_1.png`` beside ``masks/Misc_1_pixels0.png``, i.e
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,11 +191,22 @@ def pattern_hint(index: DatasetIndex) -> str:
     return ""
 
 
+def name_bytes(name: str) -> bytes:
+    """The bytes a file name counts as wherever it seeds or splits something: Unicode's composed form
+    (NFC) in UTF-8, so a copy with decomposed names (macOS) counts the same; a name that is not UTF-8
+    (``os.fsdecode`` surrogates) keeps its own bytes."""
+    return unicodedata.normalize("NFC", name).encode("utf-8", "surrogateescape")
+
+
 def read_id_list(path: Path) -> list[str]:
-    """Read a split list: one id per line, any line endings (LF, CRLF, CR), optional BOM, blanks ignored."""
+    """Read a split list: one id per line, any line endings (LF, CRLF, CR), optional BOM, blanks ignored.
+
+    UTF-8; bytes that are not (a file name that is not UTF-8, listed as it is) come back as the
+    surrogates ``os.fsdecode`` gives that name.
+    """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
     except FileNotFoundError:
         raise DatasetError(f"Expected a list file, but nothing exists at {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -209,10 +221,10 @@ def read_id_list(path: Path) -> list[str]:
 
 
 def write_id_list(path: Path, ids: Sequence[str]) -> None:
-    """Write one id per line with LF endings, atomically."""
+    """Write one id per line with LF endings, atomically (UTF-8; a name that is not UTF-8 as its bytes)."""
     path = Path(path)
     try:
         with atomic_path(path) as temp:
-            temp.write_text("".join(f"{item_id}\n" for item_id in ids), encoding="utf-8")
+            temp.write_text("".join(f"{item_id}\n" for item_id in ids), encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise DatasetError(f"Cannot write {path}: {exc.strerror or exc}") from exc

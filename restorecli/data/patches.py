@@ -343,9 +343,13 @@ def crop_patches(
 
 
 def write_manifest(path: Path, rows: Sequence[Sequence[object]]) -> None:
-    """Write ``patches.csv`` atomically with a header and LF line endings."""
+    """Write ``patches.csv`` atomically with a header and LF line endings (UTF-8; a file name that is not
+    UTF-8 as its bytes, as :func:`~restorecli.data.dataset.write_id_list` writes ids)."""
     try:
-        with atomic_path(path) as temp, temp.open("w", newline="", encoding="utf-8") as handle:
+        with (
+            atomic_path(path) as temp,
+            temp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+        ):
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(MANIFEST_FIELDS)
             writer.writerows(rows)
@@ -355,7 +359,7 @@ def write_manifest(path: Path, rows: Sequence[Sequence[object]]) -> None:
 
 def read_manifest(path: Path) -> list[dict[str, str | int]]:
     """Rows of a ``patches.csv`` with integer x, y, w, h."""
-    with Path(path).open(newline="", encoding="utf-8") as handle:
+    with Path(path).open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         return [
             {key: int(value) if key in ("x", "y", "w", "h") else value for key, value in row.items()}
             for row in csv.DictReader(handle)

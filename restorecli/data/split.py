@@ -25,6 +25,7 @@ from restorecli.data.dataset import (
     DatasetIndex,
     describe_missing,
     index_dataset,
+    name_bytes,
     pattern_hint,
     read_id_list,
     shorten,
@@ -80,8 +81,12 @@ class SplitRatios:
 
 
 def hash_fraction(item_id: str, seed: int) -> float:
-    """A stable pseudo-random number in ``[0, 1)`` for ``item_id`` (first 64 bits of SHA-256)."""
-    digest = hashlib.sha256(f"{seed}:{item_id}".encode()).digest()
+    """A stable pseudo-random number in ``[0, 1)`` for ``item_id`` (first 64 bits of SHA-256).
+
+    The id counts as :func:`~restorecli.data.dataset.name_bytes`: a copy with decomposed names (macOS)
+    splits as the original does.
+    """
+    digest = hashlib.sha256(f"{seed}:".encode() + name_bytes(item_id)).digest()
     return int.from_bytes(digest[:_HASH_BYTES], "big") / float(1 << (8 * _HASH_BYTES))
 
 

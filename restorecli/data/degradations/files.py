@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from restorecli.data.dataset import name_bytes
 from restorecli.data.degradations.core import DegradationKind, DegradationParams, degrade
 from restorecli.data.degradations.downscale import DownscaleParams
 from restorecli.data.degradations.noise import NoiseParams, benchmark_gaussian_noise, finish_noisy
@@ -49,7 +50,7 @@ def image_rng(seed: int, name: str) -> np.random.Generator:
     """
     if int(seed) < 0:
         raise ConfigError(f"Expected a seed >= 0, but got {seed!r}")
-    name_key = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+    name_key = int.from_bytes(hashlib.sha256(name_bytes(name)).digest()[:8], "little")
     return np.random.default_rng(np.random.SeedSequence([int(seed), name_key]))
 
 
