@@ -243,7 +243,10 @@ def _transcode(
         restored = restore_frames([frame.to_ndarray(format="rgb24") for frame in batch])
         for frame, pixels in zip(batch, restored, strict=True):
             if encoder is None:
-                encoder = _open_encoder(target, codec, rate, video, pixels.shape, encoder_options)
+                # Frames stay as stored (a phone's portrait clip is landscape pixels plus a display
+                # rotation): the output carries the same rotation, or players would show it sideways.
+                rotation = getattr(frame, "rotation", 0)  # PyAV >= 14 reads the display matrix
+                encoder = _open_encoder(target, codec, rate, video, pixels.shape, encoder_options, rotation)
                 for packet in waiting:
                     target.mux(packet)
                 waiting.clear()
@@ -274,9 +277,16 @@ def _transcode(
 
 
 def _open_encoder(
-    target: Any, codec: str, rate: Fraction, video: Any, shape: tuple[int, ...], options: dict[str, str]
+    target: Any,
+    codec: str,
+    rate: Fraction,
+    video: Any,
+    shape: tuple[int, ...],
+    options: dict[str, str],
+    rotation: float = 0,
 ) -> Any:
-    """The output video stream, sized from the first restored frame (an upscaled video is larger)."""
+    """The output video stream, sized from the first restored frame (an upscaled video is larger), with
+    the source's display ``rotation`` in degrees."""
     height, width = shape[:2]
     try:
         stream = target.add_stream(codec, rate=rate, options=options)
@@ -289,4 +299,6 @@ def _open_encoder(
     formats = [fmt.name for fmt in (stream.codec_context.codec.video_formats or ())]
     wanted = "yuv420p" if even else "yuv444p"
     stream.pix_fmt = wanted if not formats or wanted in formats else formats[0]
+    if rotation:
+        stream.set_display_rotation(rotation)
     return stream

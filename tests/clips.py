@@ -14,10 +14,12 @@ def make_clip(
     fps: int = 24,
     audio: bool = True,
     colour: bool = False,
+    rotation: int = 0,
 ) -> None:
     """A tiny H.264 clip of moving gradients, with a 440 Hz AAC tone when ``audio``.
 
-    The gradients are grey (three equal channels) unless ``colour`` shifts each channel's.
+    The gradients are grey (three equal channels) unless ``colour`` shifts each channel's; ``rotation``
+    is a display rotation in degrees (what a phone writes for a portrait clip).
     """
     import av
 
@@ -26,6 +28,8 @@ def make_clip(
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps, options={"crf": "20"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if rotation:
+            video.set_display_rotation(rotation)
         sound = container.add_stream("aac", rate=48000) if audio else None
         samples_per_frame = 48000 // fps
         for index in range(frames):

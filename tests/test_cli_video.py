@@ -47,6 +47,19 @@ def test_a_clip_comes_back_with_its_frames_rate_size_and_audio(checkpoint: Path,
     assert audio_packets(out / "clip.mp4") == audio_packets(clip)
 
 
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_portrait_phone_clip_keeps_its_display_rotation(checkpoint: Path, tmp_path: Path, rotation: int) -> None:
+    clip = tmp_path / "in" / "phone.mp4"
+    clip.parent.mkdir()
+    make_clip(clip, frames=3, audio=False, rotation=rotation)
+    result = runner.invoke(app, ["denoise", str(clip), str(tmp_path / "out"), "--model", str(checkpoint), "-q"])
+    assert result.exit_code == 0, result.output
+    with av.open(str(clip)) as source, av.open(str(tmp_path / "out" / "phone.mp4")) as restored:
+        before, after = next(source.decode(video=0)), next(restored.decode(video=0))
+    assert before.rotation == after.rotation != 0
+    assert (after.width, after.height) == (before.width, before.height) == (64, 48)  # pixels as stored
+
+
 def test_frames_are_batched_per_model_call_with_the_same_result(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
