@@ -229,3 +229,19 @@ def test_output_inside_sources_and_unpaired_layout_are_refused(tmp_path: Path) -
     write_array(tmp_path / "sirst" / "masks" / "Misc_1_pixels0.png", _image(32, 32, 1))
     with pytest.raises(DatasetError, match=r"none is complete; .*--pattern masks=\{id\}_pixels0"):
         crop_patches(tmp_path / "sirst", tmp_path / "out")
+
+
+def test_a_folder_cut_otherwise_is_not_resumed_and_overwrite_leaves_no_stale_patches(tmp_path: Path) -> None:
+    write_array(tmp_path / "in" / "a.png", _image(64, 96))
+    out = tmp_path / "out"
+    small = crop_patches(tmp_path / "in", out, CropOptions(size=16, step=16), workers=1)
+    assert small.patches == 24
+    with pytest.raises(DatasetError, match="holds patches cut with size 16, step 16.*asks size 32, step 16"):
+        crop_patches(tmp_path / "in", out, CropOptions(size=32, step=16, skip_existing=True), workers=1)
+    assert len(list(out.glob("*.png"))) == 24  # refused before touching anything
+    large = crop_patches(tmp_path / "in", out, CropOptions(size=32, step=16), workers=1, overwrite=True)
+    names = {str(row["patch"]) for row in read_manifest(large.manifest)}
+    assert {path.name for path in out.glob("*.png")} == names and len(names) == large.patches == 15
+    assert all(read_array(out / name).shape[:2] == (32, 32) for name in names)
+    resumed = crop_patches(tmp_path / "in", out, CropOptions(size=32, step=16, skip_existing=True), workers=1)
+    assert (resumed.written, resumed.existing) == (0, 15)

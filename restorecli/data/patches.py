@@ -11,6 +11,7 @@ lossless PNG (16-bit and alpha kept), so every patch is a bit-exact crop. Paired
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,9 @@ from restorecli.images import atomic_path, read_array, write_array
 SmallPolicy = Literal["skip", "pad", "whole"]
 Status = Literal["cropped", "skipped", "failed"]
 MANIFEST_NAME = "patches.csv"
+# What the patches of an output folder were cut with, written before the first patch: --skip-existing
+# resumes only a run with the same cut, so a folder never mixes patches of two sizes or steps.
+CUT_NAME = "crop-options.json"
 MANIFEST_FIELDS: tuple[str, ...] = ("patch", "source", "x", "y", "w", "h")
 PATCH_SUFFIX = ".png"
 
@@ -92,6 +96,10 @@ class CropOptions:
             raise ConfigError(f"Expected small to be skip, pad or whole, but got {self.small!r}")
         if not 0 <= self.png_compression <= 9:
             raise ConfigError(f"Expected a PNG compression level in 0..9, but got {self.png_compression}")
+
+    def cut(self) -> dict[str, object]:
+        """The options that decide the patches' pixels and names (not the PNG level or resuming)."""
+        return {"size": self.size, "step": self.step, "thresh_size": self.thresh_size, "small": self.small}
 
 
 def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
@@ -286,7 +294,8 @@ def crop_patches(
         list_path: Only the ids of this list (e.g. ``train.txt`` from ``restore split``).
         workers: Processes; 0 means ``os.cpu_count()``. They are spawned, so a script calling this with
             ``workers != 1`` needs the usual ``if __name__ == "__main__":`` guard.
-        overwrite: Allow writing into a non-empty output folder, replacing patches of the same name.
+        overwrite: Allow writing into a non-empty output folder, replacing patches of the same name and
+            removing those an earlier run's manifest lists that this run does not cut.
         progress: Show a tqdm bar on stderr (when it is a terminal).
     """
     options = options or CropOptions()
@@ -298,6 +307,7 @@ def crop_patches(
             f"{pattern_hint(index)} ({input_dir})"
         )
     _check_output(index, output_dir, reuse=options.skip_existing or overwrite)
+    earlier = _earlier_patches(output_dir) if overwrite else set()
     ids = _selected_ids(index, list_path)
     failures = {
         i: f"Expected a file for this id in every folder, but {', '.join(index.missing[i])} has none ({input_dir})"
@@ -306,6 +316,7 @@ def crop_patches(
     }
     jobs = build_jobs(index, output_dir, [i for i in ids if i in index.files])
     output_dir.mkdir(parents=True, exist_ok=True)
+    _record_cut(output_dir, options)
 
     workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
     tasks = [(job, options, input_dir) for job in jobs]
@@ -327,7 +338,10 @@ def crop_patches(
 
     failures.update({r.item_id: r.error for r in results if r.status == "failed"})
     manifest = output_dir / MANIFEST_NAME
-    write_manifest(manifest, [row for r in results for row in r.rows])
+    rows = [row for r in results for row in r.rows]
+    write_manifest(manifest, rows)
+    for stale in sorted(earlier - {str(row[0]) for row in rows}):  # an earlier cut's patches this one lacks
+        (output_dir / stale).unlink(missing_ok=True)
     return CropReport(
         images=len(ids),
         cropped=sum(r.status == "cropped" for r in results),
@@ -340,6 +354,47 @@ def crop_patches(
         manifest=manifest,
         folders=index.folders,
     )
+
+
+def _record_cut(output: Path, options: CropOptions) -> None:
+    """Write :data:`CUT_NAME`; with ``skip_existing``, first refuse a folder cut with other options.
+
+    Raises:
+        DatasetError: the folder's patches were cut with another size, step, threshold or small policy.
+    """
+    path = output / CUT_NAME
+    if options.skip_existing and path.is_file():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(
+                f"Expected the crop options of the run to resume, but reading failed: {exc} ({path})"
+            ) from exc
+        if earlier != options.cut():
+            shown = ", ".join(f"{key} {value}" for key, value in options.cut().items())
+            was = ", ".join(f"{key} {value}" for key, value in earlier.items())
+            raise DatasetError(
+                f"Expected --skip-existing to resume a run cut alike, but {output} holds patches cut with {was} "
+                f"and this run asks {shown} (--overwrite replaces them)"
+            )
+    try:
+        with atomic_path(path) as temp:
+            temp.write_text(json.dumps(options.cut()) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"Cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _earlier_patches(output: Path) -> set[str]:
+    """Patch paths (relative to ``output``) an earlier run's manifest lists: replaced or removed by --overwrite."""
+    path = output / MANIFEST_NAME
+    if not path.is_file():
+        return set()
+    try:
+        return {str(row["patch"]) for row in read_manifest(path)}
+    except (OSError, ValueError, KeyError, csv.Error) as exc:
+        raise DatasetError(
+            f"Expected the earlier patches.csv to list its patches, but reading failed: {exc} ({path})"
+        ) from exc
 
 
 def write_manifest(path: Path, rows: Sequence[Sequence[object]]) -> None:
