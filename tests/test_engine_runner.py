@@ -388,6 +388,30 @@ def test_out_of_memory_in_the_streaming_probe_leads_to_tiles(
     assert model.shapes  # the tiled path ran the model
 
 
+def test_a_whole_forward_out_of_memory_streams_before_it_tiles(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The estimate let the whole image run and it ran out of memory: a streamable model streams (its
+    exact output) instead of falling to tiles, which change it."""
+    model = Recorder(conv_net(), fails_on="cpu", limit=4000, error=lambda: RuntimeError("can't allocate memory"))
+    asked: list[bool] = []
+
+    def streaming(descriptor: object, shape: object, options: object, whole_failed: bool = False) -> object:
+        asked.append(whole_failed)
+        return runner._Streaming(8, 1) if whole_failed else None  # fits whole, as far as the estimate knows
+
+    monkeypatch.setattr(runner, "_streaming", streaming)
+    monkeypatch.setattr(runner, "streamed_forward", lambda module, x, *args, **kwargs: module.inner(x))
+    x = torch.rand(1, 3, 64, 80)
+    with caplog.at_level(logging.WARNING, logger="restorecli.engine"):
+        result = restore_tensor(describe(model), x)
+    torch.testing.assert_close(result, official(describe(model.inner), x), rtol=0, atol=1e-6)
+    assert asked == [False, True] and model.shapes[-1] == (1, 3, 64, 80)  # one whole try, no tiles
+    assert [r.getMessage() for r in caplog.records] == [
+        "cpu ran out of memory on the whole image; streamed it instead (the same output)"
+    ]
+
+
 def test_other_errors_are_not_swallowed() -> None:
     model = Recorder(conv_net(), fails_on="cpu", error=lambda: RuntimeError("boom"))
     with pytest.raises(RuntimeError, match="boom"):

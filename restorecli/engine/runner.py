@@ -332,13 +332,16 @@ class _Streaming:
     release: bool = False
 
 
-def _streaming(descriptor: ModelDescriptor, padded_shape: Sequence[int], options: RunOptions) -> _Streaming | None:
+def _streaming(
+    descriptor: ModelDescriptor, padded_shape: Sequence[int], options: RunOptions, whole_failed: bool = False
+) -> _Streaming | None:
     """How this image streams through the model, or None to run it whole or tiled.
 
     A model that supports streaming (:mod:`restorecli.archs.streaming`) streams unless tiles are
     asked for: its output equals the whole-image forward, in a fraction of the memory. An image whose
     whole forward fits the budget runs whole instead, unless streaming is also faster there
-    (:func:`~restorecli.archs.streaming.streams_faster_on_cpu`). On the CPU a strip is
+    (:func:`~restorecli.archs.streaming.streams_faster_on_cpu`) or that whole forward has already run
+    out of memory (``whole_failed``: the estimate was low). On the CPU a strip is
     :data:`STREAM_CPU_STRIP_ROWS` rows in pieces of about :data:`STREAM_CPU_PIECE_WIDTH` columns;
     elsewhere the largest strip the budget allows. None when not even the smallest strip fits
     (tiles then, announced).
@@ -349,6 +352,7 @@ def _streaming(descriptor: ModelDescriptor, padded_shape: Sequence[int], options
     budget = memory_budget(descriptor, options)
     on_cpu = descriptor.device.type == "cpu"
     fits_whole = padded_shape[0] * height * width * estimate_bytes_per_pixel(descriptor) <= budget
+    fits_whole = fits_whole and not whole_failed
     if fits_whole and not (on_cpu and streams_faster_on_cpu(module)):
         return None
     pieces = max(round(width / STREAM_CPU_PIECE_WIDTH), 1) if on_cpu else 1
@@ -397,6 +401,7 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
     """
     device = descriptor.device
     height, width = padded.shape[-2:]
+    streamed = False  # tried, and out of memory
     try:
         streaming = _streaming(descriptor, padded.shape, options)  # its memory probe runs the model too
         if streaming is not None:
@@ -404,10 +409,8 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
     except Exception as exc:
         if not _out_of_memory_on(device, exc):
             raise
-        streamed = False
-    else:
-        streamed = streaming is not None
-    if streamed is False:
+        streamed = True
+    if streamed:
         _release_cached_memory(device)  # out of memory even streaming: tiles follow, announced
     first: _Tiling | None = None
     tiling: _Tiling | None = None
@@ -430,11 +433,36 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
             return result
         # Out of memory: the exception and its frames are gone here, so cached blocks can be released.
         _release_cached_memory(device)
+        if not streamed and tiling == first:  # the whole forward failed: a streamed one gives its output
+            streamed = True
+            rescued = _stream_after_whole_failed(descriptor, padded, options)
+            if rescued is not None:
+                return rescued
         smaller = None if tiling is None else _smaller(tiling, height, width, options.overlap, descriptor)
         if smaller is None:
             last = "the probe" if tiling is None else tiling.describe(height, width)
             raise _DeviceFailed(f"{device} ran out of memory even with {last}")
         tiling = smaller
+
+
+def _stream_after_whole_failed(descriptor: ModelDescriptor, padded: Tensor, options: RunOptions) -> Tensor | None:
+    """The streamed output when the estimate let the whole image run and it ran out of memory; None for a
+    model that does not stream, or when streaming runs out too (tiles follow)."""
+    device = descriptor.device
+    try:
+        streaming = _streaming(descriptor, padded.shape, options, whole_failed=True)
+        if streaming is None:
+            return None
+        result = _run_streamed(descriptor, padded, streaming, options)
+    except Exception as exc:
+        if not _out_of_memory_on(device, exc):
+            raise
+        result = None
+    if result is None:
+        _release_cached_memory(device)
+        return None
+    logger.warning("%s ran out of memory on the whole image; streamed it instead (the same output)", device)
+    return result
 
 
 def _out_of_memory_on(device: torch.device, exc: Exception) -> bool:
