@@ -633,13 +633,26 @@ def encode_array(array: np.ndarray, suffix: str, png_compression: int = 3, jpeg_
     return buffer.tobytes()
 
 
-def write_array(path: Path, array: np.ndarray, png_compression: int = 3, jpeg_quality: int = 95) -> None:
-    """Write pixels atomically (temp file + rename); the format follows the suffix (see :func:`encode_array`)."""
+def write_array(
+    path: Path,
+    array: np.ndarray,
+    png_compression: int = 3,
+    jpeg_quality: int = 95,
+    icc_profile: bytes | None = None,
+) -> None:
+    """Write pixels atomically (temp file + rename); the format follows the suffix (see :func:`encode_array`).
+
+    ``icc_profile``: the colour profile the pixels are in (an input's), embedded in a PNG or JPEG
+    (:func:`~restorecli.icc.embed_icc_profile`).
+    """
+    from restorecli.icc import embed_icc_profile
+
     path = Path(path)
     try:
         payload = encode_array(array, path.suffix, png_compression, jpeg_quality)
     except ImageWriteError as exc:
         raise ImageWriteError(f"{exc} ({path})") from exc
+    payload = embed_icc_profile(payload, path.suffix, icc_profile, 1 if array.ndim == 2 else array.shape[2])
     try:
         with atomic_path(path) as temp_path:
             temp_path.write_bytes(payload)

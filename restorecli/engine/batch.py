@@ -30,6 +30,7 @@ from restorecli.engine.files import InputFiles, find_inputs, output_paths
 from restorecli.engine.options import OutputOptions, RunOptions
 from restorecli.engine.runner import MAX_AUTO_TILE_BATCH, check_options, restore_array, restore_tensor
 from restorecli.errors import MissingDependencyError, RestoreError, display_path
+from restorecli.icc import read_icc_profile
 from restorecli.images import (
     convert_for_format,
     from_tensor,
@@ -149,8 +150,9 @@ def restore_files(
     def restore(array: np.ndarray) -> np.ndarray:
         return restore_array(descriptor, array, run_options)
 
-    def write(path: Path, array: np.ndarray) -> None:
-        write_array(path, convert_for_format(array, path.suffix), jpeg_quality=naming.jpeg_quality)
+    def write(source: Path, path: Path, array: np.ndarray) -> None:
+        pixels = convert_for_format(array, path.suffix)
+        write_array(path, pixels, jpeg_quality=naming.jpeg_quality, icc_profile=read_icc_profile(source))
 
     def restore_share() -> BatchReport:
         started = time.perf_counter()
@@ -340,7 +342,7 @@ class _Pipeline:
         pool: ThreadPoolExecutor | None,
         depth: int,
         restore: Callable[[np.ndarray], np.ndarray],
-        write: Callable[[Path, np.ndarray], None],
+        write: Callable[[Path, Path, np.ndarray], None],
         report: BatchReport,
         bar: JobProgress,
         label: str,
@@ -363,7 +365,7 @@ class _Pipeline:
             if ok:
                 ok, restored = self._outcome(src, _run_now(self.restore, array))
             if ok:
-                self.writes.append((src, dst, self._submit(self.write, dst, restored)))
+                self.writes.append((src, dst, self._submit(self.write, src, dst, restored)))
             self._finish_writes(keep=self.depth)
         self._finish_writes(keep=0)
 
