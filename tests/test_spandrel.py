@@ -58,7 +58,7 @@ def test_a_checkpoint_no_native_loader_knows_loads_through_spandrel(
     assert descriptor.in_channels == descriptor.out_channels == 3
     x = torch.rand(1, 3, 48, 48)
     with torch.inference_mode():
-        assert torch.equal(descriptor.module(x), network(x))
+        assert torch.equal(descriptor.module(x), network(x).clamp(0, 1))  # spandrel's call clamps
 
     facts = json.loads(CliRunner().invoke(app, ["inspect", str(path), "--json"]).stdout)
     assert facts["arch"] == arch and facts["scale"] == scale
@@ -77,3 +77,33 @@ def test_a_forged_block_index_is_refused_before_spandrel_builds(tmp_path: Path) 
     torch.save({"body.9999999.weight": torch.zeros(1), "conv_first.weight": torch.zeros(4, 3, 3, 3)}, path)
     with pytest.raises(CheckpointError, match="block indices up to 4096"):
         loader.load_descriptor(path)
+
+
+def _mixdehazenet() -> torch.nn.Module:
+    from spandrel.architectures.MixDehazeNet import MixDehazeNet
+
+    torch.manual_seed(0)
+    return MixDehazeNet(embed_dims=[8, 16, 32, 16, 8], depths=[1, 1, 1, 1, 1])
+
+
+def _mmrealsr() -> torch.nn.Module:
+    from spandrel.architectures.MMRealSR import MMRealSR
+
+    torch.manual_seed(0)
+    blocks = {"num_feats": [8, 16, 16, 16], "num_blocks": [1, 1, 1, 1], "downscales": [1, 1, 2, 1]}
+    return MMRealSR(num_in_ch=3, num_out_ch=3, scale=4, num_feat=8, num_block=2, num_degradation=2, **blocks)
+
+
+@pytest.mark.parametrize("build", [_mixdehazenet, _mmrealsr], ids=["output range mapped", "tuple output"])
+def test_models_run_through_spandrels_call(tmp_path: Path, build) -> None:  # type: ignore[no-untyped-def]
+    """Some architectures need spandrel's call around the network (MixDehazeNet's output is in [-1, 1];
+    MMRealSR returns a tuple): the engine's output equals spandrel's own, image by image of a batch."""
+    from restorecli.engine.runner import restore_tensor
+
+    path = tmp_path / "model.pth"
+    torch.save(build().state_dict(), path)
+    descriptor = loader.load_descriptor(path)
+    reference = via_spandrel.import_spandrel().ModelLoader().load_from_state_dict(torch.load(path)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    expected = torch.cat([reference(image[None]) for image in x])
+    torch.testing.assert_close(restore_tensor(descriptor, x), expected, rtol=0, atol=1e-6)

@@ -264,7 +264,7 @@ def _describe_spandrel(
     found = via_spandrel.detect(state, source)
     facts = via_spandrel.facts(found)
     return ModelDescriptor(
-        module=found.model.eval(),
+        module=via_spandrel.SpandrelModule(found),
         name=name,
         arch=facts["arch"],
         config={},

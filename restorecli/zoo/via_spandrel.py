@@ -154,3 +154,19 @@ def facts(descriptor: spandrel.ImageModelDescriptor) -> dict[str, Any]:
         "supports_bfloat16": bool(descriptor.supports_bfloat16),
         "tiling": descriptor.tiling.name.lower(),
     }
+
+
+class SpandrelModule(torch.nn.Module):
+    """A spandrel model run as spandrel runs it: through its descriptor's call, which some architectures
+    need (a tuple output unpacked, a noise-level channel added, an output range mapped to ``[0, 1]``),
+    one image at a time as that call requires. The model is this module's child, so moving this
+    module moves it, and what the engine watches (convolutions, parameters) is the model's own.
+    """
+
+    def __init__(self, descriptor: spandrel.ImageModelDescriptor) -> None:
+        super().__init__()
+        self.model = descriptor.model.eval()
+        self._call = descriptor  # holds the same model object
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._call(image[None]) for image in x])
