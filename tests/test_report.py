@@ -226,3 +226,34 @@ def test_restore_eval_report_shows_every_json_psnr_and_mask_overlays(tmp_path: P
         ],
     )
     assert refused.exit_code == 2 and "--save" in refused.output
+
+
+def test_links_survive_a_page_name_with_url_characters(tmp_path: Path) -> None:
+    from urllib.parse import unquote
+
+    page = write_report(tmp_path / "out #1" / "run#1 ?%.html", HEADER, _pairs(tmp_path, 1), {"psnr": 30.0})
+    links = _sources(page)
+    assert links and not [link for link in links if set(link) & set("#? ")]  # percent-encoded
+    assert all((page.parent / unquote(link)).is_file() for link in links)
+
+
+def test_a_super_resolution_report_crops_the_input_at_its_own_scale(tmp_path: Path) -> None:
+    """The input is half the output's size: its crops show the same scene, zoomed twice as much."""
+    rng = np.random.default_rng(5)
+    truth = (rng.random((64, 80, 3)) * 255).astype(np.uint8)
+    output = truth.copy()
+    output[40:56, 8:24] = 255 - output[40:56, 8:24]  # the worst region
+    paths = {"gt": tmp_path / "gt/a.png", "out": tmp_path / "out/a.png", "in": tmp_path / "in/a.png"}
+    write_array(paths["gt"], truth)
+    write_array(paths["out"], output)
+    write_array(paths["in"], truth[::2, ::2])
+    image = ReportImage("a", paths["out"], paths["gt"], {"psnr": 20.0}, input=paths["in"], input_psnr=18.0)
+    page = write_report(tmp_path / "report/index.html", HEADER, [image], {"psnr": 20.0})
+    folder = page.parent / "index_files"
+    crop_in, crop_out = read_array(folder / "0000-crop0-input.png"), read_array(folder / "0000-crop0-output.png")
+    assert crop_in.shape == crop_out.shape
+    region = visuals.worst_regions(visuals.error_map(output, truth))[0]
+    expected = visuals.zoomed_crop(
+        truth[::2, ::2], visuals.Region(region.top // 2, region.left // 2, region.side // 2, 0), 6
+    )
+    np.testing.assert_array_equal(crop_in, expected)

@@ -14,6 +14,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -133,17 +134,40 @@ def _write_pictures(assets: Path, index: int, image: ReportImage, masks: MaskSet
     error = visuals.error_map(output, truth)
     files["error"] = save("error", visuals.heat_map(error))
     crops = []
+    # A super-resolution input is smaller by the scale: its crop is the same scene, enlarged that much more.
+    factor = _integer_scale(source.shape[:2], output.shape[:2]) if source is not None else None
     for number, region in enumerate(visuals.worst_regions(error)):
-        views = ([("input", source)] if source is not None else []) + [("output", output), ("gt", truth)]
+        views = [("output", output, region, 1), ("gt", truth, region, 1)]
+        if source is not None and factor is not None:
+            smaller = visuals.Region(
+                region.top // factor, region.left // factor, max(region.side // factor, 1), region.mean_error
+            )
+            views.insert(0, ("input", source, smaller, factor))
         crops.append(
-            (region, {role: save(f"crop{number}-{role}", visuals.zoomed_crop(view, region)) for role, view in views})
+            (
+                region,
+                {
+                    role: save(f"crop{number}-{role}", visuals.zoomed_crop(view, area, visuals.CROP_ZOOM * enlarge))
+                    for role, view, area, enlarge in views
+                },
+            )
         )
     files["crops"] = crops
     return files
 
 
+def _integer_scale(small: tuple[int, ...], large: tuple[int, ...]) -> int | None:
+    """How many times ``large`` is ``small`` on both sides (1 for equal sizes); None if not a whole number."""
+    if small[0] == 0 or large[0] % small[0] or small[1] == 0 or large[1] % small[1]:
+        return None
+    factor = large[0] // small[0]
+    return factor if large[1] // small[1] == factor else None
+
+
 def _link(path: object, base: Path) -> str:
-    return html.escape(Path(str(path)).relative_to(base).as_posix(), quote=True)
+    """A relative link to ``path``: percent-encoded (a ``#`` or ``?`` in a name would cut the URL), then
+    escaped for the HTML attribute."""
+    return html.escape(quote(Path(str(path)).relative_to(base).as_posix()), quote=True)
 
 
 def _number(value: float | None) -> str:
@@ -193,8 +217,9 @@ def _image_section(index: int, image: ReportImage, files: dict[str, object], bas
     before_label = "input" if "input" in files else "ground truth"
     parts = [
         (
-            f'<div class="compare" style="--pos: 50%"><img class="after" alt="output" src="{_link(files["output"], base)}">'
-            f'<img class="before" alt="{before_label}" src="{_link(before, base)}">'
+            f'<div class="compare" style="--pos: 50%"><img class="after" alt="output" loading="lazy" decoding="async" '
+            f'src="{_link(files["output"], base)}">'
+            f'<img class="before" alt="{before_label}" loading="lazy" decoding="async" src="{_link(before, base)}">'
             f'<input type="range" min="0" max="100" value="50" aria-label="{before_label} / output divider"></div>'
             f'<p class="muted">Slider: {before_label} on the left, output on the right.</p>'
         )
