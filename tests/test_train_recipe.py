@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,28 @@ def test_extends_cycles_and_missing_parents_are_config_errors(tmp_path: Path) ->
     (tmp_path / "c.toml").write_text('extends = "nowhere.toml"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="nowhere.toml"):
         load_recipe(tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=-1", "0 < optim.lr"),
+        ("optim.lr=0", "0 < optim.lr"),
+        ("optim.min_lr=0.1", "min_lr <= optim.lr"),
+        ("optim.betas=[1.5, 0.9]", "optim.betas as two values in"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay >= 0"),
+        ("optim.grad_clip=-1", "optim.grad_clip >= 0"),
+        ("loss.fft_weight=-5", "loss.fft_weight >= 0"),
+        ("seed=-1", "seed in"),
+        ("validation.max_images=-1", "validation.max_images >= 0"),
+        ("validation.crop=-8", "validation.crop >= 0"),
+        ("validation.crop_border=30", "crop_border below half of validation.crop"),
+    ],
+)
+def test_values_training_would_fail_on_later_are_refused_up_front(tmp_path: Path, override: str, message: str) -> None:
+    """Each of these trained for a while and then raised a traceback (or trained nothing, or decayed the
+    learning rate upwards); the recipe check names them before any work, with the file."""
+    path = write(tmp_path, MINIMAL + '[validation]\nclean = "val"\ncrop = 48\n')
+    load_recipe(path)  # valid as written
+    with pytest.raises(ConfigError, match=rf"{re.escape(message)}.*recipe\.toml"):
+        load_recipe(path, [override])

@@ -439,8 +439,29 @@ def _check(recipe: Recipe, source: str) -> None:
         raise ConfigError(f"Expected schedule.stages in increasing 'until' order, but got {untils} ({source})")
     if not 0 <= data.grey_fraction <= 1:
         raise ConfigError(f"Expected data.grey_fraction in [0, 1], but got {data.grey_fraction} ({source})")
-    if not 0 <= recipe.optim.ema < 1:
-        raise ConfigError(f"Expected optim.ema in [0, 1), but got {recipe.optim.ema} ({source})")
+    optim = recipe.optim
+    if not 0 <= optim.ema < 1:
+        raise ConfigError(f"Expected optim.ema in [0, 1), but got {optim.ema} ({source})")
+    if not 0 < optim.lr or not 0 <= optim.min_lr <= optim.lr:
+        raise ConfigError(
+            f"Expected 0 < optim.lr and 0 <= optim.min_lr <= optim.lr (the schedule decays from lr to min_lr), "
+            f"but got lr {optim.lr} and min_lr {optim.min_lr} ({source})"
+        )
+    if len(optim.betas) != 2 or not all(0 <= beta < 1 for beta in optim.betas):
+        raise ConfigError(f"Expected optim.betas as two values in [0, 1), but got {list(optim.betas)} ({source})")
+    at_least_zero = {
+        "optim.weight_decay": optim.weight_decay,
+        "optim.grad_clip": optim.grad_clip,
+        "loss.fft_weight": recipe.loss.fft_weight,
+    }
+    if recipe.validation is not None:
+        for name in ("max_images", "crop", "final_max_images", "final_crop", "crop_border", "seed"):
+            at_least_zero[f"validation.{name}"] = getattr(recipe.validation, name)
+    for key, value in at_least_zero.items():
+        if value < 0:
+            raise ConfigError(f"Expected {key} >= 0, but got {value} ({source})")
+    if not 0 <= recipe.seed < 2**32:
+        raise ConfigError(f"Expected seed in [0, 2**32), but got {recipe.seed} ({source})")
     if min(recipe.schedule.warmup, data.workers, data.margin, recipe.runtime.threads) < 0:
         raise ConfigError(f"Expected schedule.warmup, data.workers, data.margin and runtime.threads >= 0 ({source})")
     validation = recipe.validation
@@ -453,6 +474,13 @@ def _check(recipe: Recipe, source: str) -> None:
             raise ConfigError(
                 f"Expected validation.degradation to degrade validation.clean, but it is missing ({source})"
             )
+        for crop in ("crop", "final_crop"):  # 0: whole images, whose size only the images know
+            size = getattr(validation, crop)
+            if size and 2 * validation.crop_border >= size:
+                raise ConfigError(
+                    f"Expected validation.crop_border below half of validation.{crop}, but got "
+                    f"{validation.crop_border} for {size} ({source})"
+                )
     _check_scale(recipe, source)
 
 
