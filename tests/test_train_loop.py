@@ -354,3 +354,20 @@ def test_a_run_from_exported_weights_records_the_whole_chain(data: Path) -> None
     assert [stage["run"] for stage in stages] == [str(data / "first"), str(data / "second")]
     assert stages[0]["weights_from"] is None and stages[1]["weights_from"] == str(first.weights)
     assert stages[1]["seed"] == 7 and stages[1]["data"]["images"] == stages[0]["data"]["images"]
+
+
+def test_a_resumed_run_takes_the_recipes_optimiser_settings(data: Path) -> None:
+    """``--resume --set optim.lr=...`` (what a non-finite loss asks for) changes the learning rate from the
+    next step on, where the schedule stands; the checkpoint's moment estimates are kept."""
+    train(make_recipe(data, "run", iterations=6), progress=False, time_limit_s=0.0)  # stops after step 1
+    lower = {"lr": 3e-4, "ema": 0.9, "weight_decay": 0.25, "betas": [0.8, 0.95]}
+    trainer = Trainer(make_recipe(data, "run", iterations=6, optim=lower), torch.device("cpu"))
+    state = ckpt.load_checkpoint(ckpt.latest_checkpoint(data / "run"))
+    trainer.load_state_dict(state, data / "run")
+    group = trainer.optimizer.param_groups[0]
+    factor = trainer.scheduler.lr_lambdas[0](trainer.scheduler.last_epoch)
+    assert group["lr"] == pytest.approx(3e-4 * factor) and group["initial_lr"] == 3e-4
+    assert (group["weight_decay"], group["betas"]) == (0.25, (0.8, 0.95))
+    assert torch.equal(trainer.optimizer.state_dict()["state"][0]["exp_avg"], state["optimizer"]["state"][0]["exp_avg"])
+    trainer.scheduler.step()
+    assert group["lr"] == pytest.approx(3e-4 * trainer.scheduler.lr_lambdas[0](trainer.scheduler.last_epoch))

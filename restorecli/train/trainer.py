@@ -141,12 +141,25 @@ class Trainer:
         self.ema.load_state_dict({k: v.to(self.device) for k, v in state["ema"].items()}, int(state["ema_updates"]))
         self.optimizer.load_state_dict(state["optimizer"])
         # The schedule's shape comes from the current recipe (a run may be extended); only the
-        # step count and learning rates come from the checkpoint.
+        # step count comes from the checkpoint.
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.scheduler.lr_lambdas)})
+        self._apply_recipe_optim()
         ckpt.restore_rng(state["rng"])
         self.iteration = int(state["iteration"])
         self.wall_time_s = float(state["wall_time_s"])
         self.val = ValidationScores(**state["val"]) if state.get("val") else None
+
+    def _apply_recipe_optim(self) -> None:
+        """The current recipe's optimiser settings over a loaded checkpoint's: a resumed run with
+        ``--set optim.lr=...`` (what a non-finite loss asks for) or another weight decay uses them, with
+        the learning rate where the schedule stands now. The moment estimates stay the checkpoint's."""
+        optim = self.recipe.optim
+        for group in self.optimizer.param_groups:
+            group.update(betas=tuple(optim.betas), weight_decay=optim.weight_decay, initial_lr=optim.lr)
+        self.scheduler.base_lrs = [optim.lr] * len(self.optimizer.param_groups)
+        step = self.scheduler.last_epoch
+        for group, factor in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas, strict=True):
+            group["lr"] = optim.lr * factor(step)
 
 
 def check_scale(recipe: Recipe, scale: int) -> None:
