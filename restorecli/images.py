@@ -510,12 +510,15 @@ def check_output_file(path: Path, option: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(destination: Path) -> Iterator[Path]:
+def atomic_path(destination: Path, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place only on success.
 
     An interrupted or failed write leaves the destination untouched (or absent) and no temp file. The
     temporary file is locked while it is written, so that after a kill (which no ``finally`` survives)
     :func:`remove_abandoned_temporaries` can tell the leftover from another process's write in progress.
+    ``durable``: the file's data reach the disk before the rename, and the rename before returning
+    (``fsync``), so a power loss cannot leave an empty file under the new name (training checkpoints,
+    whose older files are deleted next; outputs skip it, a few milliseconds each).
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -528,9 +531,27 @@ def atomic_path(destination: Path) -> Iterator[Path]:
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield temp_path
         os.chmod(temp_path, _DEFAULT_FILE_MODE)  # mkstemp makes 0600; give the usual umask-based mode
+        if durable:
+            os.fsync(handle)  # the same file the caller wrote through its own handle
         os.replace(temp_path, destination)
+        if durable:
+            _sync_folder(destination.parent)
     finally:
         temp_path.unlink(missing_ok=True)
+        os.close(handle)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; a no-op where folders cannot be opened (Windows)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some filesystems refuse fsync on a folder; the file itself is synced
+    finally:
         os.close(handle)
 
 

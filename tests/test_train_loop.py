@@ -371,3 +371,27 @@ def test_a_resumed_run_takes_the_recipes_optimiser_settings(data: Path) -> None:
     assert torch.equal(trainer.optimizer.state_dict()["state"][0]["exp_avg"], state["optimizer"]["state"][0]["exp_avg"])
     trainer.scheduler.step()
     assert group["lr"] == pytest.approx(3e-4 * trainer.scheduler.lr_lambdas[0](trainer.scheduler.last_epoch))
+
+
+def test_a_failing_validation_keeps_the_steps_before_it(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = make_recipe(data, "run", iterations=6, output={"dir": str(data / "run"), "checkpoint_every": 6})
+
+    def fails(self: Trainer, *args: object) -> object:
+        raise ConfigError("validation failed")
+
+    monkeypatch.setattr(Trainer, "validate", fails)
+    with pytest.raises(ConfigError, match="validation failed"):
+        train(recipe, progress=False)
+    assert ckpt.latest_checkpoint(data / "run") == ckpt.checkpoint_path(data / "run", 3)  # validation every 3
+
+
+def test_resuming_removes_the_temporary_file_of_a_killed_checkpoint_write(data: Path) -> None:
+    recipe = make_recipe(data, "run", iterations=6)
+    train(recipe, progress=False, time_limit_s=0.0)  # a checkpoint at iteration 1
+    folder = ckpt.checkpoint_path(data / "run", 2).parent
+    leftover = folder / f".{ckpt.checkpoint_path(data / 'run', 2).stem}.k1ll3d00.tmp.pt"
+    leftover.write_bytes(b"half a checkpoint")
+    unrelated = folder / "notes.txt"
+    unrelated.write_text("mine")
+    train(recipe, resume=True, progress=False)
+    assert not leftover.exists() and unrelated.exists()

@@ -49,7 +49,7 @@ def save_checkpoint(run_dir: Path, iteration: int, state: dict[str, Any], keep: 
     """Write ``state`` for ``iteration`` atomically and delete all but the newest ``keep`` checkpoints."""
     path = checkpoint_path(run_dir, iteration)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
+    with atomic_path(path, durable=True) as temporary:
         torch.save(state, temporary)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)

@@ -30,6 +30,7 @@ import torch
 
 from restorecli.engine.device import resolve_device
 from restorecli.errors import ConfigError
+from restorecli.images import remove_abandoned_temporaries
 from restorecli.train import checkpoint as ckpt
 from restorecli.train.data import (
     ValidationItem,
@@ -167,7 +168,12 @@ class _Session:
             self.losses.clear()
         validation = recipe.validation
         if validation is not None and (iteration % validation.every == 0 or last):
-            self.log("val", iteration=iteration, **asdict(trainer.validate(val_items, validation)))
+            try:
+                scores = trainer.validate(val_items, validation)
+            except Exception:
+                self.save()  # the steps since the last checkpoint survive a failing validation
+                raise
+            self.log("val", iteration=iteration, **asdict(scores))
         if iteration % recipe.output.checkpoint_every == 0 or last:
             self.save()
 
@@ -211,6 +217,9 @@ def _train(recipe: Recipe, resume: bool, progress: bool, time_limit_s: float | N
     val_items = build_validation_set(recipe.validation, recipe, trainer.channels) if recipe.validation else []
     if latest is not None:
         trainer.load_state_dict(ckpt.load_checkpoint(latest), latest)
+    # A kill while a checkpoint was written leaves a checkpoint-sized temporary file beside it.
+    later = range(trainer.iteration + 1, recipe.schedule.iterations + 1)
+    remove_abandoned_temporaries(ckpt.checkpoint_path(run_dir, iteration) for iteration in later)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RECIPE_NAME).write_text(json.dumps(recipe_to_dict(recipe), indent=2) + "\n", encoding="utf-8")
 
