@@ -28,6 +28,7 @@ class _Server:
         self.files: dict[str, bytes] = {"/weights.bin": PAYLOAD, "/page.html": b"<html>consent</html>"}
         self.ranges: list[str | None] = []
         self.cut_short = 0  # bytes the server promises but does not send
+        self.sends_length = True
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,10 +43,17 @@ class _Server:
                 if requested:
                     start = int(requested.removeprefix("bytes=").split("-")[0])
                     status = 206
+                if start >= len(body):  # nothing left to send: RFC 9110's 416 with the file's size
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(status)
                 kind = "text/html" if self.path.endswith(".html") else "application/octet-stream"
                 self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body) - start))
+                if server.sends_length:
+                    self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 self.wfile.write(body[start : len(body) - server.cut_short])
 
@@ -167,3 +175,49 @@ def test_cache_dir_honours_restorecli_home(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(download.sys, "platform", "linux")
     assert download.cache_dir() == tmp_path / "xdg" / "restorecli" / "weights"
+
+
+@pytest.mark.parametrize("extra", [0, 5000], ids=["complete", "longer than the file"])
+def test_a_partial_file_the_server_calls_complete_is_trusted_only_at_the_files_size(
+    server: _Server, tmp_path: Path, extra: int
+) -> None:
+    target = tmp_path / "w.bin"
+    target.with_name("w.bin.part").write_bytes(PAYLOAD + b"x" * extra)
+    download.download(f"{server.url}/weights.bin", target, progress=False)
+    assert target.read_bytes() == PAYLOAD  # a longer one (two writers, an old file) was fetched again
+
+
+def test_two_downloads_of_one_file_take_turns(server: _Server, tmp_path: Path) -> None:
+    target = tmp_path / "w.bin"
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            download.download(f"{server.url}/weights.bin", target, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=fetch) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors and target.read_bytes() == PAYLOAD
+    assert server.ranges.count(None) == 1  # fetched once; the others found it done
+
+
+def test_an_unwritable_cache_folder_is_one_line_naming_it(server: _Server, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(DownloadError, match=r"^Cannot write .*afile.*downloading http") as error:
+        download.download(f"{server.url}/weights.bin", tmp_path / "afile" / "weights" / "w.bin", progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_a_response_without_a_length_is_taken_with_a_warning(
+    server: _Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.sends_length = False
+    target = tmp_path / "w.bin"
+    download.download(f"{server.url}/weights.bin", target, progress=False)
+    assert target.read_bytes() == PAYLOAD
+    assert any("sends no length" in record.getMessage() for record in caplog.records)
