@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 from PIL import Image
 
 from restorecli.engine.device import Precision, may_fall_back, resolve_device
 from restorecli.engine.options import RunOptions, parse_memory_size
 from restorecli.engine.runner import restore_array
-from restorecli.errors import ImageReadError
+from restorecli.errors import DeviceError, ImageReadError
 from restorecli.zoo.descriptor import ModelDescriptor
 from restorecli.zoo.loader import load_descriptor
 
@@ -34,7 +35,7 @@ ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
 
 def load_model(
     name_or_path: str | Path,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     *,
     weights: str | Path | None = None,
     arch_from: str | None = None,
@@ -46,7 +47,8 @@ def load_model(
     Args:
         name_or_path: a zoo name (``restore models`` lists them) or a ``.pth``/``.pt``/``.safetensors``
             file, whose architecture comes from its model card, ``arch_from`` or its keys.
-        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. Only a
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (or a
+            ``torch.device`` of those). Only a
             model placed by ``auto`` falls back to the next device when its own fails (announced);
             a named device fails with a DeviceError instead (``RunOptions.fallback`` overrides).
         weights: explicit weight file for a zoo name.
@@ -55,6 +57,9 @@ def load_model(
             converter, or ``plain``; None: the entry's choice).
         progress: show a progress bar if weights are downloaded.
     """
+    if not isinstance(device, (str, torch.device)):
+        raise DeviceError(f"Expected a device name or a torch.device, but got {device!r}")
+    device = str(device)
     descriptor = load_descriptor(
         name_or_path,
         weights=Path(weights) if weights is not None else None,

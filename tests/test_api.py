@@ -54,3 +54,24 @@ def test_shortcuts_build_the_same_record_as_options(checkpoint: Path, monkeypatc
 def test_the_record_is_public() -> None:
     assert restorecli.RunOptions is RunOptions
     assert restorecli.parse_memory_size("1GiB") == 1 << 30
+
+
+def test_a_torch_device_is_taken_and_anything_else_named(checkpoint: Path) -> None:
+    from restorecli.errors import DeviceError
+
+    model = load_model(checkpoint, torch.device("cpu"), progress=False)
+    assert model.device == torch.device("cpu") and not model.auto_device
+    with pytest.raises(DeviceError, match="Expected a device name or a torch.device, but got None"):
+        load_model(checkpoint, None, progress=False)  # type: ignore[arg-type]
+
+
+def test_an_image_comes_back_in_the_shape_it_came(checkpoint: Path) -> None:
+    from restorecli.errors import ImageReadError
+
+    model = load_model(checkpoint, "cpu", progress=False)
+    grey = np.random.default_rng(2).integers(0, 256, (24, 20), dtype=np.uint8)
+    restored = restore_image(model, grey[:, :, None])
+    assert restored.shape == (24, 20, 1)
+    np.testing.assert_array_equal(restored[:, :, 0], restore_image(model, grey))
+    with pytest.raises(ImageReadError, match=r"but got uint8 \(0, 20\)"):
+        restore_image(model, np.zeros((0, 20), np.uint8))

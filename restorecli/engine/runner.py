@@ -571,8 +571,10 @@ def restore_array(descriptor: ModelDescriptor, array: np.ndarray, options: RunOp
     Raises:
         ImageReadError: not uint8/uint16 pixels, or channels the model cannot take.
     """
-    if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3):
+    if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3) or 0 in array.shape:
         raise ImageReadError(f"Expected (H, W[, C]) uint8 or uint16 pixels, but got {array.dtype} {array.shape}")
+    if array.ndim == 3 and array.shape[2] == 1:  # (H, W, 1) comes back as it came
+        return restore_array(descriptor, array[:, :, 0], options)[:, :, None]
     color, alpha = split_alpha(array)
     channels = 1 if color.ndim == 2 else color.shape[2]
     wanted = descriptor.in_channels
