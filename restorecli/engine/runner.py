@@ -401,7 +401,7 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
     """
     device = descriptor.device
     height, width = padded.shape[-2:]
-    streamed = False  # tried, and out of memory
+    streaming_failed = False
     try:
         streaming = _streaming(descriptor, padded.shape, options)  # its memory probe runs the model too
         if streaming is not None:
@@ -409,8 +409,8 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
     except Exception as exc:
         if not _out_of_memory_on(device, exc):
             raise
-        streamed = True
-    if streamed:
+        streaming_failed = True
+    if streaming_failed:
         _release_cached_memory(device)  # out of memory even streaming: tiles follow, announced
     first: _Tiling | None = None
     tiling: _Tiling | None = None
@@ -433,8 +433,8 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
             return result
         # Out of memory: the exception and its frames are gone here, so cached blocks can be released.
         _release_cached_memory(device)
-        if not streamed and tiling == first:  # the whole forward failed: a streamed one gives its output
-            streamed = True
+        if not streaming_failed and tiling == first:  # the estimate's plan failed: streaming is exact
+            streaming_failed = True
             rescued = _stream_after_whole_failed(descriptor, padded, options)
             if rescued is not None:
                 return rescued
