@@ -10,10 +10,13 @@ formats are written without it.
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
 from PIL import Image
+
+from restorecli.images import PILLOW_LOCK
 
 # The profile's colour space (bytes 16-19 of its header) must match the pixels it describes.
 _SPACE_CHANNELS = {b"RGB ": (3, 4), b"GRAY": (1, 2)}
@@ -26,8 +29,11 @@ def read_icc_profile(path: Path) -> bytes | None:
     """The ICC profile embedded in the image at ``path`` (header only, no pixel decode); None without one
     or when the header cannot be read (reading the pixels reports that)."""
     try:
-        with Image.open(path) as image:
-            profile = image.info.get("icc_profile")
+        # Pillow's warnings (a large image's DecompressionBombWarning) were said when the pixels were read.
+        with PILLOW_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                profile = image.info.get("icc_profile")
     except Exception:  # noqa: BLE001 - any unreadable header means no profile to carry
         return None
     return bytes(profile) if profile else None

@@ -65,7 +65,7 @@ FOLLOW_SYMLINKS_ENV = "RESTORECLI_FOLLOW_SYMLINKS"
 _HEADER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")  # the formats of IMAGE_SUFFIXES, as Pillow names them
 _EXIF_ORIENTATION_TAG = 0x0112
 _PNG_COLOUR_TYPE = 25  # byte offset in a PNG: signature (8), IHDR length and type (8), width, height, depth
-_PILLOW_LOCK = threading.Lock()  # warnings.catch_warnings is process-wide: one header read at a time
+PILLOW_LOCK = threading.Lock()  # warnings.catch_warnings is process-wide: one header read at a time
 # atomic_path's temporary names: ".{stem}.{8 random characters of tempfile}.tmp{suffix}".
 _TEMPORARY_NAME = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(?:\.[^.]+)?)$")
 
@@ -350,7 +350,7 @@ def read_header(data: bytes, path: Path) -> ImageHeader:
         ImageReadError: not one of our formats, or a header Pillow cannot parse; Pillow's warnings are
             folded into the one-line message.
     """
-    with _PILLOW_LOCK, warnings.catch_warnings(record=True) as caught:
+    with PILLOW_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             image = _open_known_format(io.BytesIO(data))
@@ -406,7 +406,7 @@ def check_header(header: ImageHeader, path: Path, max_pixels: int) -> None:
 def _pillow_reason(data: bytes) -> str:
     """Why Pillow cannot decode these pixels either (a truncation, a CRC error), as ``": reason"``; only
     called after OpenCV failed and the header passed the pixel limit, so its decode is bounded."""
-    with _PILLOW_LOCK, warnings.catch_warnings(record=True) as caught:
+    with PILLOW_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             image = _open_known_format(io.BytesIO(data))
