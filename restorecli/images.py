@@ -34,7 +34,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")  # a user's own setting (e.g
 
 import cv2
 import numpy as np
-from natsort import natsorted
+from natsort import natsort_keygen
 from PIL import Image, ImageFile
 
 from restorecli.errors import (
@@ -65,6 +65,7 @@ FOLLOW_SYMLINKS_ENV = "RESTORECLI_FOLLOW_SYMLINKS"
 _HEADER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")  # the formats of IMAGE_SUFFIXES, as Pillow names them
 _EXIF_ORIENTATION_TAG = 0x0112
 _PNG_COLOUR_TYPE = 25  # byte offset in a PNG: signature (8), IHDR length and type (8), width, height, depth
+_NATURAL_KEY = natsort_keygen()
 PILLOW_LOCK = threading.Lock()  # warnings.catch_warnings is process-wide: one header read at a time
 # atomic_path's temporary names: ".{stem}.{8 random characters of tempfile}.tmp{suffix}".
 _TEMPORARY_NAME = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(?:\.[^.]+)?)$")
@@ -198,10 +199,13 @@ def list_folder(
                     continue
                 files.append(entry)
 
-    def below(entry: Path) -> tuple[str, ...]:
-        return entry.relative_to(path).parts
+    def order(entry: Path) -> tuple[object, tuple[str, ...]]:
+        # Natural order, then the names themselves: img1 and img01 tie naturally, and a directory's own
+        # order must not decide (processes that list one folder must agree on every position).
+        parts = entry.relative_to(path).parts
+        return _NATURAL_KEY(parts), parts
 
-    return FolderListing(natsorted(files, key=below), natsorted(unsearched, key=below))
+    return FolderListing(sorted(files, key=order), sorted(unsearched, key=order))
 
 
 # Formats whose OpenCV decoder turns the pixels upright itself, even under IMREAD_UNCHANGED (libtiff's

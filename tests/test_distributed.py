@@ -223,6 +223,34 @@ def test_torchrun_outputs_equal_a_single_process_run_byte_for_byte(job: Path) ->
     assert "on 2 processes (cpu): 8 restored, 0 skipped, 0 failed" in summaries[0]
 
 
+STALE_LISTING = """
+import os, sys
+from dataclasses import replace
+import restorecli.engine.batch as batch
+real = batch.find_inputs
+def stale(*args, **kwargs):  # rank 1 sees the folder without its first file (a shared file system's cache)
+    found = real(*args, **kwargs)
+    return replace(found, images=found.images[1:]) if os.environ.get("RANK") == "1" else found
+batch.find_inputs = stale
+from restorecli.cli.app import main
+sys.argv = ["restore", *sys.argv[1:]]
+main()
+"""
+
+
+def test_ranks_restore_rank_0s_listing_even_when_theirs_differs(job: Path, tmp_path: Path) -> None:
+    script = tmp_path / "stale_listing.py"
+    script.write_text(STALE_LISTING, encoding="utf-8")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    out = tmp_path / "out"
+    arguments = ["denoise", str(job / "in"), str(out), "--model", str(job / "tiny.pth"), "--device", "cpu", "-q"]
+    result = subprocess.run(
+        [*launcher, *arguments], check=False, capture_output=True, text=True, timeout=TIMEOUT, env=_environment()
+    )
+    assert result.returncode == 0, result.stderr
+    assert _outputs(out) == _outputs(job / "single")  # every file once, none skipped
+
+
 def test_killed_rank_then_relaunch_with_skip_existing_completes_the_job(job: Path) -> None:
     out = job / "out_killed"
     arguments = ["denoise", str(job / "in"), str(out), "--model", str(job / "tiny.pth"), "-q", "--skip-existing"]

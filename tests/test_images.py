@@ -172,3 +172,10 @@ def test_alpha_split_and_merge_are_inverse() -> None:
     np.testing.assert_array_equal(merge_alpha(color, alpha), rgba)
     grey, none = split_alpha(rgba[..., 0])
     assert none is None and grey.ndim == 2
+
+
+def test_names_that_tie_in_natural_order_are_listed_by_their_text(tmp_path: Path) -> None:
+    """img1 and img01 are the same number: the folder's own order must not decide (ranks must agree)."""
+    for name in ("img1.png", "img01.png", "img2.png", "img001.png"):
+        write_array(tmp_path / name, np.zeros((2, 2), np.uint8))
+    assert [p.name for p in list_images(tmp_path)] == ["img001.png", "img01.png", "img1.png", "img2.png"]

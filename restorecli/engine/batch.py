@@ -322,7 +322,9 @@ def restore_job(
         batch: keyword options of :func:`restore_files` (naming, video, skip_existing, progress, io_threads).
     """
     session = session or Session()
-    found = session.settle(lambda: find_inputs(input_path, recursive=recursive, exclude=output_dir))
+    # Listed once and shared: ranks listing the folder themselves could see different files (a file
+    # arriving, a shared file system's cache) and restore some twice and others never.
+    found = session.from_main(lambda: find_inputs(input_path, recursive=recursive, exclude=output_dir))
     inputs = found.restorable
     descriptor = session.settle(lambda: session.in_stages(lambda: load(rank_device(device, session.context))))
     report = restore_files(descriptor, inputs, output_dir, options, root=found.root, session=session, **batch)

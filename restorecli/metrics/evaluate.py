@@ -108,7 +108,7 @@ def evaluate_paths(
             pairing.require_complete()
         return pairing
 
-    pairing = session.settle(pair)
+    pairing = session.from_main(pair)  # matched once and shared, as restore_job lists its inputs
     run = partial(
         evaluate_pairs,
         pairing.pairs,
