@@ -39,3 +39,15 @@ def test_help_does_not_import_torch() -> None:
     code = "import sys; from restorecli.cli.app import app; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_models_refuses_a_task_it_does_not_have() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "--task", "deraining"])
+    assert result.exit_code == 1 and "Expected --task among" in result.stderr and "derain" in result.stderr
+    listed = json.loads(runner.invoke(app, ["models", "--task", "derain", "--json"]).stdout)
+    assert listed and {row["task"] for row in listed} == {"derain"}

@@ -191,3 +191,17 @@ def test_parse_metrics() -> None:
 def test_no_pairs_is_an_error() -> None:
     with pytest.raises(MetricError, match="at least one"):
         evaluate_pairs([], EvalSettings())
+
+
+def test_rounding_y_needs_an_integer_range_before_any_file_is_read() -> None:
+    with pytest.raises(ConfigError, match="integer data range"):
+        EvalSettings(y_channel=True, round_y=True, data_range=1.0)
+    EvalSettings(y_channel=True, round_y=True, data_range=255)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_sr_protocols_advice_is_a_command_line_that_runs(scale: int) -> None:
+    from restorecli.metrics.protocols import PROTOCOLS
+
+    assert f"--y-channel --round-y --crop-border {scale} instead of --protocol" in PROTOCOLS[f"sr-x{scale}"].source
+    EvalSettings(y_channel=True, round_y=True, crop_border=scale)  # what that advice builds

@@ -274,3 +274,11 @@ def test_measured_score_reads_the_card_validation() -> None:
     assert (
         ModelCard.from_dict({"arch": "nafnet", "config": {}, "val": None}, "c.json").measured_score() == "not validated"
     )
+
+
+def test_inspect_gives_the_licence_of_the_files_own_entry() -> None:
+    """restorecli-upscale shares SAFMN x4's architecture and config but not its terms."""
+    facts = loader.inspect_file(Path("restorecli-upscale"))
+    assert {"safmn-x4", "restorecli-upscale"} <= set(facts["zoo_entries"])
+    assert facts["license"] == pretrained.get_entry("restorecli-upscale").license
+    assert facts["license"] != pretrained.get_entry("safmn-x4").license

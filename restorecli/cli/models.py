@@ -17,9 +17,13 @@ def models(
     as_json: JsonOption = False,
 ) -> None:
     """List the model zoo: architecture, task, local availability, licence and score."""
+    from restorecli.errors import ConfigError
     from restorecli.zoo import download, pretrained
     from restorecli.zoo.card import read_card
 
+    tasks = sorted({entry.task for entry in pretrained.ENTRIES if entry.task})
+    if task is not None and task not in tasks:
+        raise ConfigError(f"Expected --task among {', '.join(tasks)}, but got {task!r}")
     rows = []
     for entry in pretrained.ENTRIES:
         if task is not None and entry.task != task:

@@ -51,7 +51,8 @@ def _super_resolution(scale: int) -> Protocol:
         crop_border=scale,
         source=(
             f"x{scale} super-resolution as BasicSR and SwinIR test it: Y channel (not rounded), {scale} pixels "
-            "cropped at each edge; the older MATLAB scripts (EDSR, RCAN) round Y: add --round-y for those"
+            "cropped at each edge; the older MATLAB scripts (EDSR, RCAN) round Y: for those use "
+            f"--y-channel --round-y --crop-border {scale} instead of --protocol"
         ),
     )
 
@@ -83,7 +84,8 @@ PROTOCOLS: dict[str, Protocol] = {
             metrics=("psnr", "ssim3d"),
             source=(
                 "Restormer Denoising/evaluate_sidd.m: MATLAB psnr and ssim on the RGB blocks, scored as "
-                "restormer-gopro is"
+                "restormer-gopro is; the reference scores the float output (Idenoised.mat, before 8-bit "
+                "rounding), so 8-bit files score slightly lower"
             ),
         ),
         Protocol(

@@ -75,6 +75,11 @@ class EvalSettings:
             (self.crop_border >= 0, "a crop border >= 0", self.crop_border),
             (self.data_range is None or self.data_range > 0, "a positive data range", self.data_range),
             (not self.round_y or self.y_channel, "round_y only together with y_channel", self.round_y),
+            (
+                not self.round_y or self.data_range is None or float(self.data_range) in (255.0, 65535.0),
+                "an integer data range (255 or 65535) to round Y",
+                self.data_range,
+            ),
             (self.num_classes >= 2, "at least 2 classes", self.num_classes),
             (0.0 <= self.threshold < 1.0, "a threshold in [0, 1)", self.threshold),
             (self.distance > 0, "a positive centroid distance", self.distance),

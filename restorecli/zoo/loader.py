@@ -303,9 +303,14 @@ def inspect_file(path: Path) -> dict[str, Any]:
         facts.update(architecture=detected["arch_name"], purpose=detected["purpose"], tags=detected["tags"])
     else:
         matches = pretrained.entries_matching(descriptor.arch, descriptor.config)
+        card = descriptor.extra.get("card")
+        named = [entry for entry in matches if card is not None and entry.name == card.name]
         if matches:
             facts["zoo_entries"] = [entry.name for entry in matches]
-            facts["license"] = matches[0].license
+            # The file's own entry when its card names one; else every licence the fitting entries carry
+            # (one architecture and config can be several releases under different terms).
+            licences = {entry.name: entry.license for entry in (named or matches)}
+            facts["license"] = next(iter(licences.values())) if len(set(licences.values())) == 1 else licences
     card = descriptor.extra.get("card")
     if card is not None:
         facts["card"] = {"name": card.name, "score": card.measured_score(), "stages": len(card.chain())}
