@@ -48,10 +48,10 @@ def test_no_limit_or_nothing_readable_leaves_the_kernel_figure(tmp_path: Path, m
         membership.write_text(membership_text, encoding="utf-8")
     root = tmp_path / "fs"
     root.mkdir()
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:    3000000 kB\n", encoding="ascii")
     assert host_memory.cgroup_memory_room(root, membership) is None
-    assert host_memory.cpu_available_memory(root, membership) == host_memory.cpu_available_memory(
-        root, tmp_path / "absent"
-    )
+    assert host_memory.cpu_available_memory(root, membership, meminfo) == 3000000 * 1024
 
 
 def test_usage_above_the_limit_leaves_no_room(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MEMBERSHIP = Path("/proc/self/cgroup")
+MEMINFO = Path("/proc/meminfo")
 # Where neither /proc/meminfo nor sysconf answers.
 UNKNOWN_CPU_MEMORY = 4 << 30
 # cgroup v1 writes "no limit" as 2**63 - 1 rounded down to a page; v2 writes "max".
@@ -22,13 +23,13 @@ _V2 = ("", "memory.max", "memory.current", "inactive_file")
 _V1 = ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
 
 
-def cpu_available_memory(root: Path = CGROUP_ROOT, membership: Path = MEMBERSHIP) -> int:
+def cpu_available_memory(root: Path = CGROUP_ROOT, membership: Path = MEMBERSHIP, meminfo_path: Path = MEMINFO) -> int:
     """``MemAvailable`` from /proc/meminfo (else free physical pages, else :data:`UNKNOWN_CPU_MEMORY`),
     capped by :func:`cgroup_memory_room`."""
     available = UNKNOWN_CPU_MEMORY
     with contextlib.suppress(AttributeError, OSError, ValueError):
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", encoding="ascii") as meminfo:
+    with contextlib.suppress(OSError, ValueError), open(meminfo_path, encoding="ascii") as meminfo:
         for line in meminfo:
             if line.startswith("MemAvailable:"):
                 available = int(line.split()[1]) * 1024
