@@ -293,7 +293,11 @@ def _open_encoder(
     except ValueError as exc:  # e.g. "'webm' format does not support 'libx264' codec"
         raise ImageWriteError(f"Expected an encoder the container takes, but FFmpeg says: {_one_line(exc)}") from exc
     stream.width, stream.height = width, height
+    # The source's clock for the stream and the encoder alike: on a clock of 1 / average rate, a
+    # variable-frame-rate clip's timestamps would be rounded onto that grid (moved, or two on one tick).
     stream.time_base = video.time_base
+    if codec != "mpeg4" or video.time_base.denominator <= 65535:  # MPEG-4 part 2 caps its clock there
+        stream.codec_context.time_base = video.time_base
     # 4:2:0 chroma needs even sides; odd-sized frames keep full chroma instead of being cropped.
     even = width % 2 == 0 and height % 2 == 0
     formats = [fmt.name for fmt in (stream.codec_context.codec.video_formats or ())]

@@ -60,6 +60,20 @@ def test_a_portrait_phone_clip_keeps_its_display_rotation(checkpoint: Path, tmp_
     assert (after.width, after.height) == (before.width, before.height) == (64, 48)  # pixels as stored
 
 
+def test_a_variable_frame_rate_clip_keeps_every_frames_time(checkpoint: Path, tmp_path: Path) -> None:
+    """A phone's clip: 33 ms steps and one dropped frame. On a clock of 1 / average rate two frames
+    landed on one tick (the encoder refused) or moved."""
+    times = [0, 33, 66, 99, 132, 165, 198, 231, 264, 330, 363, 396]
+    clip = tmp_path / "in" / "phone.mp4"
+    clip.parent.mkdir()
+    make_clip(clip, audio=False, times_ms=times)
+    result = runner.invoke(app, ["denoise", str(clip), str(tmp_path / "out"), "--model", str(checkpoint), "-q"])
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "out" / "phone.mp4")) as restored:
+        seen = [round(float(frame.time) * 1000) for frame in restored.decode(video=0)]
+    assert seen == times
+
+
 def test_frames_are_batched_per_model_call_with_the_same_result(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
