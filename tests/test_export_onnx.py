@@ -125,8 +125,13 @@ def test_fixed_size_graph_takes_only_its_size(tmp_path: Path) -> None:
     tiles = torch.rand(3, 3, 32, 32)  # a fixed graph's batch is one: tiles run one at a time
     with torch.inference_mode():
         assert float((loaded.module(tiles) - descriptor.module(tiles)).abs().max()) < TOLERANCE
-    with pytest.raises(ConfigError, match="Expected 32x32 inputs for this fixed-size graph, but got 64x64"):
+    with pytest.raises(ConfigError, match="Expected 32x32 inputs for this fixed-size graph, but got 64x64") as error:
         loaded.module(torch.rand(1, 3, 64, 64))
+    assert "--tile 32 --tile-overlap 0" in str(error.value)  # advice the engine takes (a 32-px tile, no overlap)
+    restored = restore_tensor(loaded, torch.rand(1, 3, 48, 40), RunOptions(tile=32, overlap=0))
+    assert restored.shape == (1, 3, 48, 40)
+    with pytest.raises(ConfigError, match="an ONNX graph"):  # exporting an export: one line, not a traceback
+        export_onnx(loaded, tmp_path / "again.onnx")
     with pytest.raises(ConfigError, match="multiples of 4"):
         export_onnx(descriptor, tmp_path / "odd.onnx", size=(30, 32))
 

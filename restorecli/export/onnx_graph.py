@@ -33,7 +33,14 @@ from restorecli import __version__
 from restorecli.engine.padding import round_up
 from restorecli.engine.runner import estimate_bytes_per_pixel
 from restorecli.errors import ConfigError, ExportError, ExportMismatchError, display_path
-from restorecli.export.onnx_session import INPUT_NAME, OUTPUT_NAME, OnnxFacts, import_optional, new_session
+from restorecli.export.onnx_session import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    OnnxFacts,
+    OnnxModule,
+    import_optional,
+    new_session,
+)
 from restorecli.images import atomic_path
 
 if TYPE_CHECKING:
@@ -119,6 +126,10 @@ def export_onnx(
         ExportError: the exporter cannot translate the network.
         ExportMismatchError: onnxruntime's output differs from PyTorch's by more than ``tolerance``.
     """
+    if isinstance(descriptor.module, OnnxModule):
+        raise ConfigError(
+            f"Expected a zoo entry or a PyTorch checkpoint to export, but got an ONNX graph ({descriptor.name})"
+        )
     onnx = import_optional("onnx")
     destination = Path(destination)
     if not MIN_OPSET <= opset <= MAX_OPSET:

@@ -202,7 +202,8 @@ class OnnxModule(nn.Module):
         if size is not None and list(x.shape[-2:]) != size:
             raise ConfigError(
                 f"Expected {size[0]}x{size[1]} inputs for this fixed-size graph, but got "
-                f"{x.shape[-2]}x{x.shape[-1]}; restore with --tile {size[0]}, or export without --size "
+                f"{x.shape[-2]}x{x.shape[-1]}; restore with --tile {size[0]} --tile-overlap 0 (tiles meet without "
+                f"blending), or export without --size "
                 f"({display_path(self.path)})"
             )
         self._note_precision(x.device)
