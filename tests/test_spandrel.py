@@ -58,7 +58,7 @@ def test_a_checkpoint_no_native_loader_knows_loads_through_spandrel(
     assert descriptor.in_channels == descriptor.out_channels == 3
     x = torch.rand(1, 3, 48, 48)
     with torch.inference_mode():
-        assert torch.equal(descriptor.module(x), network(x).clamp(0, 1))  # spandrel's call clamps
+        assert torch.equal(descriptor.module(x), network(x))  # the network itself (spandrel's plain call)
 
     facts = json.loads(CliRunner().invoke(app, ["inspect", str(path), "--json"]).stdout)
     assert facts["arch"] == arch and facts["scale"] == scale
@@ -107,3 +107,23 @@ def test_models_run_through_spandrels_call(tmp_path: Path, build) -> None:  # ty
     x = torch.rand(2, 3, 32, 32)
     expected = torch.cat([reference(image[None]) for image in x])
     torch.testing.assert_close(restore_tensor(descriptor, x), expected, rtol=0, atol=1e-6)
+
+
+def test_a_plain_spandrel_network_exports_and_one_needing_spandrels_call_is_refused(tmp_path: Path) -> None:
+    from spandrel.architectures.Compact import Compact
+
+    from restorecli.errors import ConfigError
+    from restorecli.export.onnx_graph import export_onnx
+
+    torch.manual_seed(0)
+    torch.save(Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).state_dict(), tmp_path / "c.pth")
+    compact = loader.load_descriptor(tmp_path / "c.pth")
+    assert compact.module.plain
+    result = export_onnx(compact, tmp_path / "c.onnx")
+    assert max(check.max_difference for check in result.checks) < 1e-3
+    torch.save(_mixdehazenet().state_dict(), tmp_path / "m.pth")
+    mapped = loader.load_descriptor(tmp_path / "m.pth")
+    assert not mapped.module.plain
+    with pytest.raises(ConfigError, match="through its own call"):
+        export_onnx(mapped, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

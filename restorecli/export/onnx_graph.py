@@ -130,6 +130,11 @@ def export_onnx(
         raise ConfigError(
             f"Expected a zoo entry or a PyTorch checkpoint to export, but got an ONNX graph ({descriptor.name})"
         )
+    if not getattr(descriptor.module, "plain", True):  # a spandrel model that needs spandrel's own call
+        raise ConfigError(
+            f"Expected a network ONNX can hold as it is, but spandrel runs {descriptor.arch} through its own call "
+            f"(a tuple output, a noise-level input or an output mapping) ({descriptor.name})"
+        )
     onnx = import_optional("onnx")
     destination = Path(destination)
     if not MIN_OPSET <= opset <= MAX_OPSET:

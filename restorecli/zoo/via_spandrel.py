@@ -157,16 +157,23 @@ def facts(descriptor: spandrel.ImageModelDescriptor) -> dict[str, Any]:
 
 
 class SpandrelModule(torch.nn.Module):
-    """A spandrel model run as spandrel runs it: through its descriptor's call, which some architectures
-    need (a tuple output unpacked, a noise-level channel added, an output range mapped to ``[0, 1]``),
-    one image at a time as that call requires. The model is this module's child, so moving this
-    module moves it, and what the engine watches (convolutions, parameters) is the model's own.
+    """A spandrel model run as spandrel runs it. Most architectures are the network itself (``plain``:
+    batched, traceable for ONNX). Some need their descriptor's call (a tuple output unpacked, a
+    noise-level channel added, an output range mapped to ``[0, 1]``), which takes one image at a time.
+    The model is this module's child, so moving this module moves it, and what the engine watches
+    (convolutions, parameters) is the model's own.
     """
 
     def __init__(self, descriptor: spandrel.ImageModelDescriptor) -> None:
         super().__init__()
         self.model = descriptor.model.eval()
         self._call = descriptor  # holds the same model object
+        # spandrel's own default call is ``lambda model, image: model(image)``, made in the descriptor's
+        # __init__; an architecture that needs more passes its own function.
+        call = getattr(descriptor, "_call_fn", None)
+        self.plain = getattr(call, "__qualname__", "").startswith("ImageModelDescriptor.__init__")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.plain:
+            return self.model(x)
         return torch.cat([self._call(image[None]) for image in x])
