@@ -481,6 +481,21 @@ def read_array(path: Path, *, max_pixels: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def refuse_input_folder(destination: Path, source: Path) -> None:
+    """Refuse an output ``destination`` in the folder of its input ``source`` (or of the file ``source``
+    links to): results beside the inputs would mix into them.
+
+    Raises:
+        ImageWriteError: naming the folder and the input it holds.
+    """
+    folder = Path(destination).parent.resolve()
+    if folder in (Path(source).absolute().parent.resolve(), Path(source).resolve().parent):
+        raise ImageWriteError(
+            f"Expected an output folder other than the input folder, but got {display_path(Path(destination).parent)} "
+            f"(holds {display_path(Path(source).name)})"
+        )
+
+
 def check_output_folder(path: Path, option: str) -> None:
     """Refuse, before any work, an output folder that is a file or sits under one.
 

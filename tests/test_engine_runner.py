@@ -352,7 +352,9 @@ def test_simulated_mps_missing_operator_falls_back_to_cpu(
 
 def _streams_through(monkeypatch: pytest.MonkeyPatch, model: Recorder) -> None:
     """Let ``model`` take the streamed path, its streamed forward being its whole forward."""
-    monkeypatch.setattr(runner, "_streaming", lambda descriptor, shape, options: runner._Streaming(8, 1))
+    monkeypatch.setattr(
+        runner, "_streaming", lambda descriptor, shape, options, whole_failed=False: runner._Streaming(8, 1)
+    )
     monkeypatch.setattr(runner, "streamed_forward", lambda module, x, *args, **kwargs: module(x))
 
 
@@ -378,7 +380,7 @@ def test_out_of_memory_in_the_streaming_probe_leads_to_tiles(
 ) -> None:
     model = Recorder(conv_net(), where="cuda")
 
-    def probe_fails(descriptor: object, shape: object, options: object) -> None:
+    def probe_fails(descriptor: object, shape: object, options: object, whole_failed: bool = False) -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
 
     monkeypatch.setattr(runner, "_streaming", probe_fails)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from restorecli.engine.options import OutputOptions
 from restorecli.errors import DatasetError, ImageReadError, ImageWriteError, display_path
-from restorecli.images import IMAGE_SUFFIXES, list_folder
+from restorecli.images import IMAGE_SUFFIXES, list_folder, refuse_input_folder
 from restorecli.video import is_video
 
 _FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
@@ -118,13 +118,7 @@ def output_paths(
             raise DatasetError(f"Expected inputs inside {display_path(root)}, but got {display_path(path)}")
         below = path.parent.relative_to(root) if root is not None else Path()
         destination = output_dir / below / output_name(path, naming)
-        folder = destination.parent.resolve()
-        # The input's folder, and the folder of the file it links to: neither may receive outputs.
-        if folder in (path.absolute().parent.resolve(), path.resolve().parent):
-            raise ImageWriteError(
-                f"Expected an output folder other than the input folder, but got {display_path(destination.parent)} "
-                f"(holds {display_path(path.name)})"
-            )
+        refuse_input_folder(destination, path)
         target = destination.resolve()
         if target in sources:
             raise ImageWriteError(

@@ -401,17 +401,9 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
     """
     device = descriptor.device
     height, width = padded.shape[-2:]
-    streaming_failed = False
-    try:
-        streaming = _streaming(descriptor, padded.shape, options)  # its memory probe runs the model too
-        if streaming is not None:
-            return _run_streamed(descriptor, padded, streaming, options)
-    except Exception as exc:
-        if not _out_of_memory_on(device, exc):
-            raise
-        streaming_failed = True
-    if streaming_failed:
-        _release_cached_memory(device)  # out of memory even streaming: tiles follow, announced
+    streamed, result = _try_streaming(descriptor, padded, options)
+    if result is not None:
+        return result
     first: _Tiling | None = None
     tiling: _Tiling | None = None
     while True:
@@ -433,11 +425,11 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
             return result
         # Out of memory: the exception and its frames are gone here, so cached blocks can be released.
         _release_cached_memory(device)
-        if not streaming_failed and tiling == first:  # the estimate's plan failed: streaming is exact
-            streaming_failed = True
-            rescued = _stream_after_whole_failed(descriptor, padded, options)
-            if rescued is not None:
-                return rescued
+        if not streamed and tiling == first:  # the estimate's plan failed: streaming is exact
+            streamed, result = _try_streaming(descriptor, padded, options, whole_failed=True)
+            if result is not None:
+                logger.warning("%s ran out of memory on the whole image; streamed it instead (the same output)", device)
+                return result
         smaller = None if tiling is None else _smaller(tiling, height, width, options.overlap, descriptor)
         if smaller is None:
             last = "the probe" if tiling is None else tiling.describe(height, width)
@@ -445,24 +437,22 @@ def _run_on_device(descriptor: ModelDescriptor, padded: Tensor, options: RunOpti
         tiling = smaller
 
 
-def _stream_after_whole_failed(descriptor: ModelDescriptor, padded: Tensor, options: RunOptions) -> Tensor | None:
-    """The streamed output when the estimate let the whole image run and it ran out of memory; None for a
-    model that does not stream, or when streaming runs out too (tiles follow)."""
+def _try_streaming(
+    descriptor: ModelDescriptor, padded: Tensor, options: RunOptions, whole_failed: bool = False
+) -> tuple[bool, Tensor | None]:
+    """Stream the batch when :func:`_streaming` says so: ``(tried, output)``. The output is None when
+    streaming was not chosen, or ran out of memory (cached memory is released then: tiles follow)."""
     device = descriptor.device
     try:
-        streaming = _streaming(descriptor, padded.shape, options, whole_failed=True)
+        streaming = _streaming(descriptor, padded.shape, options, whole_failed)  # its memory probe runs the model
         if streaming is None:
-            return None
-        result = _run_streamed(descriptor, padded, streaming, options)
+            return False, None
+        return True, _run_streamed(descriptor, padded, streaming, options)
     except Exception as exc:
         if not _out_of_memory_on(device, exc):
             raise
-        result = None
-    if result is None:
-        _release_cached_memory(device)
-        return None
-    logger.warning("%s ran out of memory on the whole image; streamed it instead (the same output)", device)
-    return result
+    _release_cached_memory(device)  # the exception and its frames are gone here
+    return True, None
 
 
 def _out_of_memory_on(device: torch.device, exc: Exception) -> bool:

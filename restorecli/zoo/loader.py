@@ -298,12 +298,12 @@ def inspect_file(path: Path) -> dict[str, Any]:
         "square": descriptor.square,
         "parameters": sum(p.numel() for p in descriptor.module.parameters()),
     }
+    card = descriptor.extra.get("card")
     if "spandrel" in descriptor.extra:
         detected = descriptor.extra["spandrel"]
         facts.update(architecture=detected["arch_name"], purpose=detected["purpose"], tags=detected["tags"])
     else:
         matches = pretrained.entries_matching(descriptor.arch, descriptor.config)
-        card = descriptor.extra.get("card")
         named = [entry for entry in matches if card is not None and entry.name == card.name]
         if matches:
             facts["zoo_entries"] = [entry.name for entry in matches]
@@ -311,7 +311,6 @@ def inspect_file(path: Path) -> dict[str, Any]:
             # (one architecture and config can be several releases under different terms).
             licences = {entry.name: entry.license for entry in (named or matches)}
             facts["license"] = next(iter(licences.values())) if len(set(licences.values())) == 1 else licences
-    card = descriptor.extra.get("card")
     if card is not None:
         facts["card"] = {"name": card.name, "score": card.measured_score(), "stages": len(card.chain())}
     return facts

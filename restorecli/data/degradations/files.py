@@ -31,6 +31,7 @@ from restorecli.images import (
     list_images,
     merge_alpha,
     read_array,
+    refuse_input_folder,
     split_alpha,
     write_array,
 )
@@ -146,12 +147,9 @@ def plan_outputs(input_path: Path, output: Path, output_format: OutputFormat = "
     resolved_sources = {source.resolve() for source in sources}
     targets: dict[Path, Path] = {}
     for source, target in plan:
+        if not file_target:  # degraded copies beside the clean inputs would mix into the clean set
+            refuse_input_folder(target, source)
         resolved = target.resolve()
-        # Degraded copies beside the clean inputs would mix into the clean set (restore's rule too).
-        if not file_target and resolved.parent in (source.absolute().parent.resolve(), source.resolve().parent):
-            raise ImageWriteError(
-                f"Expected an output folder other than the input folder, but got {target.parent} (holds {source.name})"
-            )
         if resolved in resolved_sources or (target.exists() and os.path.samefile(source, target)):
             raise ImageWriteError(f"Expected an output path other than an input, but got {target} (an input image)")
         if resolved in targets:
